@@ -1,0 +1,22 @@
+# annodistill: knowledge distillation in automated annotation.
+# Rules are wiring (workflow/rules/*.smk); the science is the package workflow/annodistill;
+# the study is config/config.yaml (or --configfile config/paper.yaml); the machine is a profile.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teacher.smk"
+include: "workflow/rules/students.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

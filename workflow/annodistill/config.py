@@ -1,0 +1,157 @@
+"""Study configuration and task codebooks: loading, schema validation, typed access.
+
+`load_study(path)` reads config/config.yaml (or config/paper.yaml), validates it against
+workflow/schemas/config.schema.yaml and the per-section schemas, fills defaults and returns a
+plain dict. `load_task(name, task_dir)` returns a `Codebook`. The Snakefile validates the same
+way (through `snakemake.utils.validate`) so a bad config fails at DAG build.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SECTION_SCHEMAS = {"teachers": "teacher.schema.yaml", "students": "students.schema.yaml",
+                   "evaluation": "evaluation.schema.yaml"}
+
+
+def _schema(name: str) -> dict:
+    with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _validate(instance: Any, schema: dict, what: str) -> None:
+    import jsonschema
+
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = _with_defaults(validator_cls)(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        loc = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise InputError(f"{loc}: {e.message}", path=what)
+
+
+def _with_defaults(validator_cls):
+    """A validator that fills `default` values into the instance (like snakemake's validate)."""
+    import jsonschema
+
+    validate_props = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub:
+                    instance.setdefault(prop, sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def validate_study(cfg: dict, what: str = "config") -> dict:
+    _validate(cfg, _schema("config.schema.yaml"), what)
+    for section, schema_file in SECTION_SCHEMAS.items():
+        if section in cfg and (SCHEMA_DIR / schema_file).exists():
+            _validate(cfg[section], _schema(schema_file), f"{what} [{section}]")
+    split = cfg["split"]
+    if split["llm_train_size"] > max(split["train_sizes"]) and False:
+        pass
+    return cfg
+
+
+def load_study(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise InputError("config file not found", path=str(path))
+    with open(path, encoding="utf-8") as fh:
+        cfg = yaml.safe_load(fh) or {}
+    return validate_study(cfg, str(path))
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    definition: str
+    verbalizer: str
+
+
+@dataclass(frozen=True)
+class Codebook:
+    name: str
+    description: str
+    source: dict
+    labels: tuple[Label, ...]
+    positive: str
+    prompt: dict = field(default_factory=dict)
+    few_shot: dict = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def label_names(self) -> list[str]:
+        return [lab.name for lab in self.labels]
+
+    @property
+    def is_binary(self) -> bool:
+        return len(self.labels) == 2
+
+    @property
+    def negative(self) -> str:
+        """The other label of a binary task."""
+        others = [n for n in self.label_names if n != self.positive]
+        return others[0]
+
+    def verbalizer(self, label: str) -> str:
+        return next(lab.verbalizer for lab in self.labels if lab.name == label)
+
+
+def task_path(name: str, task_dir: str | Path = "config/tasks") -> Path:
+    return Path(task_dir) / f"{name}.yaml"
+
+
+def load_task(name: str, task_dir: str | Path = "config/tasks") -> Codebook:
+    path = task_path(name, task_dir)
+    if not path.exists():
+        raise InputError(f"no codebook for task {name!r} (expected {path})", path=str(path))
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    return codebook_from_dict(raw, str(path), expected_name=name)
+
+
+def codebook_from_dict(raw: dict, where: str, expected_name: str | None = None) -> Codebook:
+    _validate(raw, _schema("task.schema.yaml"), where)
+    if expected_name is not None and raw["name"] != expected_name:
+        raise InputError(f"codebook name {raw['name']!r} does not match its file name "
+                         f"{expected_name!r}", path=where, field="name")
+    labels = tuple(Label(d["name"], d["definition"].strip(), d.get("verbalizer") or d["name"])
+                   for d in raw["labels"])
+    names = [lab.name for lab in labels]
+    if len(set(names)) != len(names):
+        raise InputError("label names must be unique", path=where, field="labels")
+    verbs = [lab.verbalizer.strip().lower() for lab in labels]
+    if len(set(verbs)) != len(verbs):
+        raise InputError("label verbalizers must be distinct", path=where, field="labels")
+    if raw["positive"] not in names:
+        raise InputError(f"positive class {raw['positive']!r} is not one of the labels {names}",
+                         path=where, field="positive")
+    spec = raw["source"]["label"]
+    targets = (list(spec["map"].values()) if "map" in spec
+               else [spec["threshold"]["then"], spec["threshold"]["else"]])
+    for t in targets:
+        if t not in names:
+            raise InputError(f"label mapping produces {t!r}, which is not one of the labels "
+                             f"{names}", path=where, field="source.label")
+    th = spec.get("threshold")
+    if th is not None and (("at_most" in th) == ("at_least" in th)):
+        raise InputError("threshold needs exactly one of at_most, at_least", path=where,
+                         field="source.label.threshold")
+    src = raw["source"]
+    if src["format"] in ("csv", "tsv") and not src.get("header", True) and not src.get("columns"):
+        raise InputError("a file without header needs `columns`", path=where, field="source.columns")
+    return Codebook(name=raw["name"], description=raw.get("description", ""), source=src,
+                    labels=labels, positive=raw["positive"], prompt=raw.get("prompt") or {},
+                    few_shot=raw.get("few_shot") or {}, path=where)

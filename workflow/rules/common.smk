@@ -1,0 +1,54 @@
+# Shared wiring: config validation, task list, wildcard constraints, target lists.
+# Everything here is a plain function or constant; no logic of the study lives here.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from annodistill.config import SECTION_SCHEMAS, load_task  # noqa: E402
+
+SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+
+validate(config, schema=str(SCHEMAS / "config.schema.yaml"))
+for _section, _schema in SECTION_SCHEMAS.items():
+    if _section in config and (SCHEMAS / _schema).exists():
+        validate(config[_section], schema=str(SCHEMAS / _schema))
+
+TASKS = list(config["tasks"])
+TASK_DIR = config.get("task_dir", "config/tasks")
+# Loading every codebook here turns an unknown task or a bad codebook into a DAG-build error.
+CODEBOOKS = {t: load_task(t, TASK_DIR) for t in TASKS}
+SPLIT = config["split"]
+# Rules call the package through this prefix. `python` is the job's interpreter (the venv's, or the
+# rule's conda env under --sdm conda); the package itself comes from workflow/ via PYTHONPATH.
+PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
+ANNODISTILL = f'PYTHONPATH="{PACKAGE_DIR}${{PYTHONPATH:+:$PYTHONPATH}}" python -m annodistill.cli'
+
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+
+
+def task_yaml(wildcards):
+    return f"{TASK_DIR}/{wildcards.task}.yaml"
+
+
+def raw_source(wildcards):
+    return CODEBOOKS[wildcards.task].source["path"]
+
+
+def data_targets():
+    return expand("results/{task}/splits/manifest.json", task=TASKS)
+
+
+# Each stage's .smk adds its own targets to this list (extend, never replace).
+STAGE_TARGETS = [data_targets]
+
+
+def all_targets():
+    out = []
+    for f in STAGE_TARGETS:
+        out.extend(f())
+    return out

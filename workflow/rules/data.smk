@@ -1,0 +1,63 @@
+# Data stage: fetch the default study's human-coded data, ingest each task, split it.
+
+
+rule fetch_vader:
+    output:
+        "resources/vader/SOURCE.json",
+    log:
+        "logs/fetch_vader.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        dest="resources/vader",
+    shell:
+        "{ANNODISTILL} data fetch-vader --dest {params.dest} 2> {log}"
+
+
+def ingest_inputs(wildcards):
+    src = raw_source(wildcards)
+    out = {"codebook": task_yaml(wildcards), "raw": src}
+    if src.startswith("resources/vader/"):
+        out["vader"] = "resources/vader/SOURCE.json"
+    return out
+
+
+rule ingest:
+    input:
+        unpack(ingest_inputs),
+    output:
+        clean="results/{task}/data/clean.parquet",
+        summary="results/{task}/data/summary.json",
+    log:
+        "logs/{task}/ingest.log",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "{ANNODISTILL} data ingest --codebook {input.codebook} --raw {input.raw} "
+        "--out {output.clean} --summary {output.summary} 2> {log}"
+
+
+rule split:
+    input:
+        clean="results/{task}/data/clean.parquet",
+    output:
+        test="results/{task}/splits/test.parquet",
+        validation="results/{task}/splits/validation.parquet",
+        train_pool="results/{task}/splits/train_pool.parquet",
+        membership="results/{task}/splits/membership.parquet",
+        manifest="results/{task}/splits/manifest.json",
+    log:
+        "logs/{task}/split.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        seed=SPLIT["seed"],
+        test=SPLIT["test_size"],
+        validation=SPLIT["validation_size"],
+        sizes=",".join(str(n) for n in SPLIT["train_sizes"]),
+        llm=SPLIT["llm_train_size"],
+        stratify="--stratify" if SPLIT.get("stratify") else "",
+    shell:
+        "{ANNODISTILL} data split --clean {input.clean} --out-dir results/{wildcards.task}/splits "
+        "--seed {params.seed} --test-size {params.test} --validation-size {params.validation} "
+        "--train-sizes {params.sizes} --llm-train-size {params.llm} {params.stratify} 2> {log}"
