@@ -58,9 +58,6 @@ def validate_study(cfg: dict, what: str = "config") -> dict:
     for section, schema_file in SECTION_SCHEMAS.items():
         if section in cfg and (SCHEMA_DIR / schema_file).exists():
             _validate(cfg[section], _schema(schema_file), f"{what} [{section}]")
-    split = cfg["split"]
-    if split["llm_train_size"] > max(split["train_sizes"]) and False:
-        pass
     return cfg
 
 

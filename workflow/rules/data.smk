@@ -40,6 +40,7 @@ rule ingest:
 rule split:
     input:
         clean="results/{task}/data/clean.parquet",
+        codebook=task_yaml,
     output:
         test="results/{task}/splits/test.parquet",
         validation="results/{task}/splits/validation.parquet",
@@ -58,6 +59,6 @@ rule split:
         llm=SPLIT["llm_train_size"],
         stratify="--stratify" if SPLIT.get("stratify") else "",
     shell:
-        "{ANNODISTILL} data split --clean {input.clean} --out-dir results/{wildcards.task}/splits "
+        "{ANNODISTILL} data split --clean {input.clean} --codebook {input.codebook} --out-dir results/{wildcards.task}/splits "
         "--seed {params.seed} --test-size {params.test} --validation-size {params.validation} "
         "--train-sizes {params.sizes} --llm-train-size {params.llm} {params.stratify} 2> {log}"

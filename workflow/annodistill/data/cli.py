@@ -1,0 +1,88 @@
+"""`annodistill data ...`: fetch-vader, ingest, split."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from .. import io
+from ..config import codebook_from_dict, load_task
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="data stage: fetch-vader, ingest, split")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="STEP")
+
+    f = dsub.add_parser("fetch-vader", help="download the VADER ratings sdist from PyPI, verify, extract")
+    f.add_argument("--dest", default="resources/vader")
+    f.add_argument("--sdist", default=None, help="use this local vaderSentiment-3.3.2.tar.gz")
+    f.set_defaults(func=_fetch)
+
+    i = dsub.add_parser("ingest", help="raw human-coded file -> clean.parquet + summary.json")
+    i.add_argument("--codebook", required=True, help="config/tasks/<task>.yaml")
+    i.add_argument("--raw", default=None, help="raw file (default: the codebook's source.path)")
+    i.add_argument("--out", required=True)
+    i.add_argument("--summary", required=True)
+    i.set_defaults(func=_ingest)
+
+    s = dsub.add_parser("split", help="clean.parquet -> test/validation/train_pool + manifest")
+    s.add_argument("--clean", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--test-size", type=int, required=True)
+    s.add_argument("--validation-size", type=int, required=True)
+    s.add_argument("--train-sizes", required=True, help="comma-separated, e.g. 250,500,1000")
+    s.add_argument("--llm-train-size", type=int, required=True)
+    s.add_argument("--stratify", action="store_true")
+    s.add_argument("--codebook", default=None, help="to order labels in the manifest")
+    s.set_defaults(func=_split)
+
+
+def _fetch(args) -> int:
+    from .fetch import fetch_vader
+
+    info = fetch_vader(args.dest, sdist=args.sdist)
+    print(f"VADER ratings extracted to {args.dest} ({len(info['files'])} corpora, sha256 verified)")
+    return 0
+
+
+def _codebook(path: str):
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    return codebook_from_dict(raw, path, expected_name=Path(path).stem)
+
+
+def _ingest(args) -> int:
+    from .ingest import ingest
+
+    cb = _codebook(args.codebook)
+    df, summary = ingest(cb, args.raw or cb.source["path"])
+    io.write_parquet(args.out, df)
+    io.write_json(args.summary, summary)
+    print(f"{cb.name}: {summary['n_clean']} items, positive share {summary['positive_share']:.3f}")
+    return 0
+
+
+def _split(args) -> int:
+    from ..errors import InputError
+    from .splits import make_splits
+
+    try:
+        sizes = [int(x) for x in args.train_sizes.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--train-sizes must be comma-separated integers, got {args.train_sizes!r}")
+    clean = pd.read_parquet(args.clean)
+    labels = _codebook(args.codebook).label_names if args.codebook else None
+    res = make_splits(clean, seed=args.seed, test_size=args.test_size,
+                      validation_size=args.validation_size, train_sizes=sizes,
+                      llm_train_size=args.llm_train_size, stratify=args.stratify,
+                      labels=labels, where=args.clean)
+    out = Path(args.out_dir)
+    for name, frame in res["frames"].items():
+        io.write_parquet(out / f"{name}.parquet", frame)
+    io.write_json(out / "manifest.json", res["manifest"])  # last: marks the split complete
+    print(f"splits written to {out}")
+    return 0
