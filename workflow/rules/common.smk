@@ -1,5 +1,6 @@
 # Shared wiring: config validation, task list, wildcard constraints, target lists.
 # Everything here is a plain function or constant; no logic of the study lives here.
+import os
 import sys
 from pathlib import Path
 
@@ -20,11 +21,16 @@ TASK_DIR = config.get("task_dir", "config/tasks")
 # Loading every codebook here turns an unknown task or a bad codebook into a DAG-build error.
 CODEBOOKS = {t: load_task(t, TASK_DIR) for t in TASKS}
 SPLIT = config["split"]
-# Rules call the package through this prefix. `python` is the job's interpreter (the venv's, or the
-# rule's conda env under --sdm conda); the package itself comes from workflow/ via PYTHONPATH.
+# Rules call the package as `python -m annodistill.cli ...`. `python` is the job's interpreter (the
+# venv's, or the rule's conda env under --sdm conda); the package comes from workflow/ through
+# PYTHONPATH, set here so that every job (local, or re-evaluated inside a Slurm job) inherits it.
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
-ANNODISTILL = f'PYTHONPATH="{PACKAGE_DIR}${{PYTHONPATH:+:$PYTHONPATH}}" python -m annodistill.cli'
-
+shell.prefix(
+    'set -euo pipefail; export PYTHONPATH="{PACKAGE_DIR}${{PYTHONPATH:+:$PYTHONPATH}}"; '
+)
+# Rules spell the command out (`python -m annodistill.cli <stage> ...`) so `snakemake --lint` stays
+# clean; this name remains for older rule files.
+ANNODISTILL = "python -m annodistill.cli"
 
 
 wildcard_constraints:
@@ -37,6 +43,14 @@ def task_yaml(wildcards):
 
 def raw_source(wildcards):
     return CODEBOOKS[wildcards.task].source["path"]
+
+
+def ingest_inputs(wildcards):
+    src = raw_source(wildcards)
+    out = {"codebook": task_yaml(wildcards), "raw": src}
+    if src.startswith("resources/vader/"):
+        out["vader"] = "resources/vader/SOURCE.json"
+    return out
 
 
 def data_targets():

@@ -9,17 +9,9 @@ rule fetch_vader:
     conda:
         "../../envs/data.yaml"
     params:
-        dest="resources/vader",
+        dest=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{ANNODISTILL} data fetch-vader --dest {params.dest} 2> {log}"
-
-
-def ingest_inputs(wildcards):
-    src = raw_source(wildcards)
-    out = {"codebook": task_yaml(wildcards), "raw": src}
-    if src.startswith("resources/vader/"):
-        out["vader"] = "resources/vader/SOURCE.json"
-    return out
+        "python -m annodistill.cli data fetch-vader --dest {params.dest} 2> {log}"
 
 
 rule ingest:
@@ -33,7 +25,7 @@ rule ingest:
     conda:
         "../../envs/data.yaml"
     shell:
-        "{ANNODISTILL} data ingest --codebook {input.codebook} --raw {input.raw} "
+        "python -m annodistill.cli data ingest --codebook {input.codebook} --raw {input.raw} "
         "--out {output.clean} --summary {output.summary} 2> {log}"
 
 
@@ -58,7 +50,14 @@ rule split:
         sizes=",".join(str(n) for n in SPLIT["train_sizes"]),
         llm=SPLIT["llm_train_size"],
         stratify="--stratify" if SPLIT.get("stratify") else "",
+        out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
-        "{ANNODISTILL} data split --clean {input.clean} --codebook {input.codebook} --out-dir results/{wildcards.task}/splits "
+        "python -m annodistill.cli data split --clean {input.clean} --codebook {input.codebook} --out-dir {params.out_dir} "
         "--seed {params.seed} --test-size {params.test} --validation-size {params.validation} "
         "--train-sizes {params.sizes} --llm-train-size {params.llm} {params.stratify} 2> {log}"
+
+
+rule data:
+    # named target: fetch, ingest and split every task
+    input:
+        data_targets(),

@@ -1,0 +1,83 @@
+"""The real `snakemake` on a tiny generated study in a temporary directory; `snakemake --lint`."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from conftest import ROOT, codebook_dict, synthetic_rows, write_codebook
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def make_study(workdir: Path, tasks=("alpha", "beta"), n=400, extra: dict | None = None) -> Path:
+    for k, t in enumerate(tasks):
+        raw = workdir / "raw" / f"{t}.csv"
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        with open(raw, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["id", "text", "code"])
+            w.writeheader()
+            w.writerows(synthetic_rows(n, 0.3, seed=k))
+        write_codebook(workdir / "config" / "tasks", codebook_dict(t, f"raw/{t}.csv"))
+    cfg = {"study": "tiny", "tasks": list(tasks), "task_dir": "config/tasks", "fetch_vader": False,
+           "split": {"seed": 1, "test_size": 100, "validation_size": 50, "train_sizes": [50, 100],
+                     "llm_train_size": 100}}
+    cfg.update(extra or {})
+    path = workdir / "config" / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run_snakemake(workdir: Path, *args, env=None, check=True):
+    cmd = SNAKEMAKE + ["-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                       "--configfile", str(workdir / "config" / "config.yaml"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-5000:]}")
+    return proc
+
+
+def test_data_stage_end_to_end(tmp_path, env_with_venv):
+    make_study(tmp_path)
+    run_snakemake(tmp_path, "--cores", "2", "data", env=env_with_venv)
+    for t in ("alpha", "beta"):
+        m = yaml.safe_load((tmp_path / f"results/{t}/splits/manifest.json").read_text())
+        assert m["splits"]["test"]["n"] == 100
+        test = set(pd.read_parquet(tmp_path / f"results/{t}/splits/test.parquet")["id"])
+        pool = set(pd.read_parquet(tmp_path / f"results/{t}/splits/train_pool.parquet")["id"])
+        assert not test & pool
+    # nothing left to do on a rerun
+    proc = run_snakemake(tmp_path, "--cores", "1", "data", "-n", env=env_with_venv)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_bad_config_fails_at_dag_build(tmp_path, env_with_venv):
+    make_study(tmp_path, extra={"tasks": ["alpha", "nosuch"]})
+    proc = run_snakemake(tmp_path, "-n", env=env_with_venv, check=False)
+    assert proc.returncode != 0
+    assert "no codebook for task 'nosuch'" in proc.stdout + proc.stderr
+    make_study(tmp_path, extra={"split": {"test_size": 0, "validation_size": 5,
+                                          "train_sizes": [5], "llm_train_size": 5}})
+    proc = run_snakemake(tmp_path, "-n", env=env_with_venv, check=False)
+    assert proc.returncode != 0 and "test_size" in proc.stdout + proc.stderr
+
+
+def test_bad_data_fails_cleanly(tmp_path, env_with_venv):
+    make_study(tmp_path, tasks=("alpha",))
+    raw = tmp_path / "raw" / "alpha.csv"
+    raw.write_text(raw.read_text().replace(",0\n", ",x\n", 1))
+    proc = run_snakemake(tmp_path, "--cores", "1", "data", env=env_with_venv, check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs/alpha/ingest.log").read_text()
+    assert "field 'code': label 'x' is outside the codebook" in log
+    assert not (tmp_path / "results/alpha/data/clean.parquet").exists()
+
+
+def test_lint_clean(env_with_venv):
+    proc = subprocess.run(SNAKEMAKE + ["--lint"], cwd=ROOT, capture_output=True, text=True,
+                          env=env_with_venv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
