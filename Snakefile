@@ -14,6 +14,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/students.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/hpc.smk"
 
 
 rule all:

@@ -1,0 +1,214 @@
+"""Build every summary table under results/summary/ from the per-task evaluation files on disk.
+
+Reads only small files (per-task metrics CSVs, gate.json, cost_*.json, the paper reference), so
+rebuilding the tables takes seconds and never retrains or relabels anything.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .. import io
+from ..errors import InputError
+from . import aggregate as agg
+from .tables import write_table
+
+log = logging.getLogger(__name__)
+
+# stem -> (caption, report category); the order is the order in the report
+TABLES = {
+    "headline": "Median F1, precision and recall across tasks by training condition",
+    "paper_comparison": "This study next to the numbers reported by Pangakis & Wolken (2024)",
+    "gaps_median": "Median gaps across tasks with bootstrap CIs and Wilcoxon signed-rank tests",
+    "gaps_by_task": "Per-task gaps with paired bootstrap CIs over test items",
+    "metrics_by_task": "Per-task metrics (seeds averaged) with bootstrap CIs",
+    "teacher_gate": "Teacher validation gate per task",
+    "consistency": "Teacher label accuracy by answer consistency, pooled over tasks",
+    "consistency_sweep": "Consistency threshold: labels kept, their accuracy and student F1",
+    "cost": "Teacher cost per task and split",
+}
+CSV_ONLY = ("metrics_all", "consistency_by_task", "sweep_by_task")
+
+
+@dataclass
+class SummaryInputs:
+    metrics: list[str]
+    gaps: list[str] = field(default_factory=list)
+    consistency: list[str] = field(default_factory=list)
+    sweep: list[str] = field(default_factory=list)
+    gates: list[str] = field(default_factory=list)
+    costs: list[str] = field(default_factory=list)
+    reference: str | None = None
+    model: str | None = None        # the headline student model (default: first seen)
+    teacher: str | None = None      # the headline teacher (default: first seen)
+    equal_size: int | None = None   # the human-label size compared with LLM labels
+    n_resamples: int = 10000
+    confidence: float = 0.95
+    seed: int = 20240625
+
+
+def _concat(paths: list[str], what: str) -> pd.DataFrame:
+    frames = []
+    for p in paths:
+        if not Path(p).exists():
+            raise InputError(f"{what} not found", path=str(p))
+        try:
+            frames.append(pd.read_csv(p, keep_default_na=True, dtype={"teacher": object}))
+        except pd.errors.EmptyDataError as exc:
+            raise InputError(f"{what} is empty", path=str(p)) from exc
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _ci(v, lo, hi) -> str:
+    if pd.isna(v):
+        return "–"
+    if pd.isna(lo) or pd.isna(hi):
+        return f"{v:.3f}"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _miqr(row, m) -> str:
+    if pd.isna(row[f"{m}_median"]):
+        return "–"
+    return f"{row[f'{m}_median']:.3f} [{row[f'{m}_q25']:.3f}, {row[f'{m}_q75']:.3f}]"
+
+
+def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
+    out_dir = Path(out_dir)
+    metrics = _concat(inp.metrics, "metrics file")
+    required = {"task", "model", "condition", "kind", "f1", "precision", "recall", "accuracy"}
+    if metrics.empty or not required <= set(metrics.columns):
+        missing = sorted(required - set(metrics.columns))
+        raise InputError(f"no usable metrics rows (missing columns {missing})" if missing else
+                         "no metrics rows", path=", ".join(inp.metrics[:3]))
+    gaps = _concat(inp.gaps, "gaps file")
+    cons = _concat(inp.consistency, "consistency file")
+    sweep = _concat(inp.sweep, "sweep file")
+
+    avg = agg.seed_averaged(metrics)
+    students = avg[avg["kind"] != "fewshot"]
+    model = inp.model or (students["model"].iloc[0] if len(students) else None)
+    teachers = sorted(avg.loc[avg["kind"] == "fewshot", "model"].unique())
+    llm_teachers = sorted(avg["teacher"].dropna().unique())
+    teacher = inp.teacher or (teachers[0] if teachers else (llm_teachers[0] if llm_teachers
+                                                             else None))
+    equal = inp.equal_size
+    if equal is None:
+        sizes = avg.loc[avg["kind"].isin(["llm", "soft"]), "train_size"].dropna()
+        equal = int(sizes.iloc[0]) if len(sizes) else None
+
+    head = agg.headline(avg)
+    gsum = agg.gap_summary(gaps, inp.n_resamples, inp.confidence, inp.seed)
+    gtask = agg.gaps_by_task(gaps)
+    gate = agg.teacher_gate(inp.gates)
+    cost = agg.cost_table(inp.costs)
+    csum = agg.consistency_summary(cons)
+    ssum = agg.sweep_summary(sweep, avg)
+    written: list[Path] = []
+
+    disp = pd.DataFrame({"condition": head["description"], "tasks": head["n_tasks"],
+                         **{f"{m} median [IQR]": head.apply(_miqr, axis=1, m=m)
+                            for m in ("f1", "precision", "recall")}})
+    written += write_table(head, out_dir, "headline", TABLES["headline"], disp,
+                           note="Median across tasks (seeds averaged within a task) with the "
+                                "interquartile range. Binary tasks: the positive class; "
+                                "multi-class: macro averages. Precision is undefined (skipped) "
+                                "for a task where nothing was predicted positive.")
+
+    if inp.reference:
+        ref = agg.load_reference(inp.reference)
+        comp = agg.paper_comparison(ref, head, gsum, model, teacher, equal)
+        src = ref["source"]
+        cdisp = pd.DataFrame({
+            "quantity": comp["quantity"],
+            "paper": [f"{'about ' if a else ''}{p:.3f}" for p, a in
+                      zip(comp["paper"], comp["paper_approximate"])],
+            "this study": comp["study"], "tasks": comp["study_n_tasks"],
+            "difference": comp["difference"], "this study's rows": comp["study_rows"]})
+        written += write_table(comp, out_dir, "paper_comparison", TABLES["paper_comparison"], cdisp,
+                               note=f"Paper: {src.get('citation', '')} {src.get('url', '')}. "
+                                    f"{src.get('note', '')}".strip())
+
+    gdisp = pd.DataFrame({
+        "LLM-label student": [agg.describe(r.model, r.condition, r.kind, r.teacher, r.threshold,
+                                           equal) for r in gsum.itertuples()],
+        "minus": gsum["reference"], "metric": gsum["metric"], "tasks": gsum["n_tasks"],
+        "median gap [95% CI]": [_ci(v, lo, hi) for v, lo, hi in
+                                zip(gsum["median_gap"], gsum["ci_lo"], gsum["ci_hi"])],
+        "better/worse": [f"{b}/{w}" for b, w in zip(gsum["n_llm_better"], gsum["n_llm_worse"])],
+        "Wilcoxon n": gsum["wilcoxon_n"], "W": gsum["wilcoxon_statistic"],
+        "p": gsum["wilcoxon_p"], "method": gsum["wilcoxon_method"]})
+    written += write_table(gsum, out_dir, "gaps_median", TABLES["gaps_median"], gdisp, digits=4,
+                           note="Gap = metric of the LLM-label student minus the reference "
+                                "(the human-label student of equal size, or the teacher's "
+                                "few-shot labels on the test set). CI: percentile bootstrap of "
+                                "the median over tasks. Wilcoxon signed-rank test of the per-task "
+                                "gaps against 0 (zero gaps dropped; exact null distribution "
+                                "unless ties or n > 50).")
+
+    tdisp = pd.DataFrame({"task": gtask["task"], "model": gtask["model"],
+                          "condition": gtask["condition"], "minus": gtask["reference"],
+                          **{f"{m} gap [95% CI]": [_ci(*x) for x in zip(
+                              gtask[f"{m}_gap"], gtask[f"{m}_gap_lo"], gtask[f"{m}_gap_hi"])]
+                             for m in ("f1", "precision", "recall")}})
+    written += write_table(gtask, out_dir, "gaps_by_task", TABLES["gaps_by_task"], tdisp)
+
+    lo_hi = metrics.groupby(["task", "model", "condition"])[
+        [c for c in metrics.columns if c.endswith(("_lo", "_hi"))]].mean().reset_index()
+    per_task = _order_tasks(avg.merge(lo_hi, on=["task", "model", "condition"], how="left"))
+    mdisp = pd.DataFrame({
+        "task": per_task["task"],
+        "condition": [agg.describe(r.model, r.condition, r.kind, r.teacher, r.threshold,
+                                   r.train_size) for r in per_task.itertuples()],
+        "seeds": per_task["n_seeds"],
+        **{m: [_ci(*x) for x in zip(per_task[m], per_task[f"{m}_lo"], per_task[f"{m}_hi"])]
+           for m in ("f1", "precision", "recall", "accuracy")},
+        "no answer": per_task["n_no_label"]})
+    written += write_table(per_task, out_dir, "metrics_by_task", TABLES["metrics_by_task"], mdisp,
+                           note="With several seeds, the CI bounds are averaged over seeds.")
+
+    written += write_table(gate, out_dir, "teacher_gate", TABLES["teacher_gate"])
+    written += write_table(csum, out_dir, "consistency", TABLES["consistency"],
+                           note="consistency = share of a teacher's sampled answers equal to their "
+                                "mode; accuracy against the human label. test = held-out test "
+                                "items, train = the LLM-labelled training set.")
+    written += write_table(ssum, out_dir, "consistency_sweep", TABLES["consistency_sweep"],
+                           note="Training labels kept at consistency >= threshold, accuracy of the "
+                                "kept labels against human labels (medians over tasks), and the "
+                                "median F1 of students trained on them where the study has that "
+                                "condition.")
+    written += write_table(cost, out_dir, "cost", TABLES["cost"])
+
+    for stem, df in (("metrics_all", metrics), ("consistency_by_task", cons),
+                     ("sweep_by_task", sweep)):
+        io.write_csv(out_dir / f"{stem}.csv", df)
+        written.append(out_dir / f"{stem}.csv")
+    meta = {"model": model, "teacher": teacher, "equal_size": equal,
+            "tasks": sorted(avg["task"].unique()), "n_tasks": int(avg["task"].nunique()),
+            "bootstrap_over_tasks": {"n_resamples": inp.n_resamples,
+                                     "confidence": inp.confidence, "seed": inp.seed}}
+    io.write_json(out_dir / "meta.json", meta)
+    written.append(out_dir / "meta.json")
+    log.info("wrote %d summary files to %s", len(written), out_dir)
+    return meta
+
+
+def _order_tasks(df: pd.DataFrame) -> pd.DataFrame:
+    key = df["kind"].map(agg.KIND_ORDER).fillna(9)
+    return (df.assign(_k=key, _s=pd.to_numeric(df["train_size"], errors="coerce").fillna(0))
+            .sort_values(["task", "_k", "model", "_s", "condition"])
+            .drop(columns=["_k", "_s"]).reset_index(drop=True))
+
+
+def expected_outputs(out_dir: str | Path, with_reference: bool = True) -> list[Path]:
+    out_dir = Path(out_dir)
+    stems = [s for s in TABLES if with_reference or s != "paper_comparison"]
+    from .tables import FORMATS
+
+    files = [out_dir / f"{s}.{ext}" for s in stems for ext in FORMATS]
+    return files + [out_dir / f"{s}.csv" for s in CSV_ONLY] + [out_dir / "meta.json"]
+

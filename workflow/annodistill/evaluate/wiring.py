@@ -1,0 +1,102 @@
+"""Snakemake wiring helpers for workflow/rules/evaluate.smk (input functions, params, targets).
+
+Kept in the package so the rule file stays wiring only (and `snakemake --lint` clean). The
+expected inputs come from the other stages' own functions: `student_prediction_files(task)`
+(students.smk) and `teacher_names()` (teacher.smk). Where a stage does not define its function,
+the fallbacks are: prediction files from the student stage's target list, teacher names from the
+`teachers:` section.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+COST_SPLITS = ("validation", "test", "train")
+
+
+class EvaluationWiring:
+    def __init__(self, config: dict, tasks: list[str], task_dir: str, basedir: str, *,
+                 teacher_names: Callable[[], list[str]] | None = None,
+                 student_prediction_files: Callable[[str], list[str]] | None = None,
+                 student_targets: Callable[[], list[str]] | None = None):
+        self.config, self.tasks, self.task_dir = config, list(tasks), task_dir
+        self.evaluation = config.get("evaluation") or {}
+        self.split = config["split"]
+        self._teacher_names = teacher_names
+        self._student_files = student_prediction_files
+        self._student_targets = student_targets
+        ref = self.evaluation.get("reference", "resources/paper_reference.yaml")
+        # relative to the working directory, else to the workflow's own folder
+        if not os.path.isabs(ref) and not os.path.exists(ref):
+            ref = os.path.join(basedir, ref)
+        self.reference = ref
+
+    # --- what the other stages produce ---------------------------------------------------------
+    def teachers(self) -> list[str]:
+        if self._teacher_names is not None:
+            return list(self._teacher_names())
+        from ..students.wiring import teacher_names
+
+        return teacher_names(self.config)
+
+    def predictions(self, task: str) -> list[str]:
+        if self._student_files is not None:
+            return list(self._student_files(task))
+        if self._student_targets is None:
+            return []
+        prefix = f"results/{task}/students/"
+        return [p for p in self._student_targets()
+                if p.startswith(prefix) and p.endswith("predictions.parquet")]
+
+    # --- rule metrics --------------------------------------------------------------------------
+    def task_inputs(self, wildcards) -> dict:
+        t = wildcards.task
+        teachers = self.teachers()
+        return {
+            "codebook": f"{self.task_dir}/{t}.yaml",
+            "test": f"results/{t}/splits/test.parquet",
+            "train_pool": f"results/{t}/splits/train_pool.parquet",
+            "predictions": self.predictions(t),
+            "teacher_test": [f"results/{t}/teacher/{n}/labels_test.parquet" for n in teachers],
+            "teacher_train": [f"results/{t}/teacher/{n}/labels_train.parquet" for n in teachers],
+        }
+
+    @property
+    def equal_size(self) -> int:
+        h = self.evaluation.get("headline") or {}
+        return int(h.get("equal_size") or self.split["llm_train_size"])
+
+    # --- rule summary --------------------------------------------------------------------------
+    def summary_inputs(self, wildcards) -> dict:
+        teachers = self.teachers()
+
+        def per_task(name):
+            return [f"results/{t}/{name}" for t in self.tasks]
+
+        return {
+            "metrics": per_task("metrics.csv"),
+            "gaps": per_task("metrics_gaps.csv"),
+            "consistency": per_task("metrics_consistency.csv"),
+            "sweep": per_task("metrics_sweep.csv"),
+            "gates": [f"results/{t}/teacher/{n}/gate.json" for t in self.tasks for n in teachers],
+            "costs": [f"results/{t}/teacher/{n}/cost_{s}.json" for t in self.tasks
+                      for n in teachers for s in COST_SPLITS],
+            "reference": self.reference,
+        }
+
+    def headline_args(self, wildcards) -> str:
+        h = self.evaluation.get("headline") or {}
+        args = []
+        if h.get("model"):
+            args.append(f"--model {h['model']}")
+        if h.get("teacher"):
+            args.append(f"--teacher {h['teacher']}")
+        args.append(f"--equal-size {self.equal_size}")
+        return " ".join(args)
+
+    # --- targets -------------------------------------------------------------------------------
+    def has_work(self) -> bool:
+        return bool(self.teachers()) or any(self.predictions(t) for t in self.tasks)
+
+    def task_targets(self) -> list[str]:
+        return [f"results/{t}/metrics.csv" for t in self.tasks] if self.has_work() else []

@@ -1,0 +1,236 @@
+"""One student job end to end: (task, model, condition) with every seed and the whole grid.
+
+Reads the training pool (and teacher labels for LLM conditions), carves the selection split,
+tokenises every text once, runs the grid per seed, keeps the winner in memory and predicts the
+test set. The test set enters as ids and texts only: `read_test_texts` loads those two columns,
+so no test label is in memory while a model is trained or selected.
+
+Writes predictions.parquet (seed, id, p_positive, label) and run.json (per seed: chosen
+hyper-parameters, the grid's selection scores, selection source, n_train, seconds, examples/s,
+device); weights only with `save_models: true`.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import io
+from ..errors import InputError
+from . import selection as sel
+from .conditions import parse_condition, training_table
+
+log = logging.getLogger(__name__)
+
+KINDS = ("encoder", "decoder-lora", "tfidf")
+
+
+def read_test_texts(path: str | Path) -> pd.DataFrame:
+    """The test items as `id`, `text` only (the label column is never read)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("test split not found", path=str(path))
+    df = pd.read_parquet(path, columns=["id", "text"])
+    return df.reset_index(drop=True)
+
+
+def _versions() -> dict:
+    import sklearn
+
+    out = {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+           "pandas": pd.__version__}
+    try:
+        import torch
+        import transformers
+
+        out.update(torch=torch.__version__, transformers=transformers.__version__)
+    except ImportError:
+        pass
+    return out
+
+
+def run_job(*, task: str, model_name: str, condition: str, spec: dict, codebook,
+            splits_dir: str | Path, out_predictions: str | Path, out_run: str | Path,
+            teacher_labels: str | Path | None = None, threads: int = 1,
+            test_path: str | Path | None = None, validation_path: str | Path | None = None) -> dict:
+    """Train and predict every seed; write the two outputs atomically; return the run record."""
+    if spec.get("kind") not in KINDS:
+        raise InputError(f"model {model_name!r}: kind must be one of {KINDS}, got "
+                         f"{spec.get('kind')!r}", field="kind")
+    splits_dir = Path(splits_dir)
+    cond = parse_condition(condition)
+    positive, labels = codebook.positive, codebook.label_names
+    negative = codebook.negative
+    table, counts = training_table(cond, train_pool=splits_dir / "train_pool.parquet",
+                                   positive=positive, label_names=labels,
+                                   teacher_labels=teacher_labels)
+    test = read_test_texts(test_path or splits_dir / "test.parquet")
+    source = spec.get("selection", "same_source")
+    if source not in sel.SOURCES:
+        raise InputError(f"selection must be one of {sel.SOURCES}, got {source!r}",
+                         field="selection")
+    human_val = None
+    if source == "human_validation":
+        human_val = sel.human_validation(validation_path or splits_dir / "validation.parquet",
+                                         positive=positive, label_names=labels)
+        overlap = set(human_val["id"]) & set(test["id"])
+        if overlap:
+            raise InputError(f"{len(overlap)} validation ids are also test ids",
+                             path=str(validation_path or splits_dir / "validation.parquet"))
+    leak = set(table["id"]) & set(test["id"])
+    if leak:
+        raise InputError(f"{len(leak)} training ids are test ids (e.g. {sorted(leak)[0]!r})",
+                         path=str(splits_dir))
+
+    seeds = [int(s) for s in spec.get("seeds", [1])]
+    per_seed, preds = [], []
+    device_name = "cpu"
+    if spec["kind"] == "tfidf":
+        fit = _tfidf_seed
+    else:
+        fit = _torch_seed
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+    ctx: dict = {}
+    for seed in seeds:
+        if human_val is not None:
+            tr, se = table, human_val
+        else:
+            tr, se = sel.carve(table, fraction=spec.get("selection_fraction", 0.2), seed=seed)
+        t0 = time.perf_counter()
+        if tr["target"].nunique() < 2:
+            # Every training label is the same class (e.g. a teacher that answered one label to
+            # everything): no classifier can be fitted; the student that such labels define
+            # predicts that class for every item. Recorded as degenerate, never silently.
+            const = float(tr["target"].iloc[0])
+            log.warning("%s/%s/%s seed %d: all %d training labels are %s; the student is a "
+                        "constant predictor", task, model_name, condition, seed, len(tr),
+                        positive if const >= 0.5 else negative)
+            res = {"p_positive": np.full(len(test), const), "grid": [], "train_seconds": 0.0,
+                   "chosen": {"degenerate": "single-class training labels", "constant": const},
+                   "examples": 0, "examples_per_s": 0.0, "device": "cpu"}
+        else:
+            res = fit(ctx, spec=spec, train=tr, select=se, test=test, seed=seed,
+                      positive=positive)
+        wall = time.perf_counter() - t0
+        device_name = res.get("device", "cpu")
+        p = res["p_positive"]
+        preds.append(pd.DataFrame({"seed": seed, "id": test["id"].to_numpy(),
+                                   "p_positive": p.astype(float),
+                                   "label": np.where(p >= 0.5, positive, negative)}))
+        rec = {"seed": seed, "chosen": res["chosen"], "grid": res["grid"],
+               "selection_source": source, "n_train": len(tr), "n_selection": len(se),
+               "train_positive_share": float(np.mean(tr["target"])),
+               "train_seconds": res["train_seconds"], "wall_seconds": wall,
+               "examples": res["examples"], "examples_per_s": res["examples_per_s"],
+               "device": device_name}
+        if spec.get("save_models"):
+            rec["model_dir"] = str(_save(res, Path(out_run).parent / f"model-seed{seed}"))
+        per_seed.append(rec)
+        log.info("%s/%s/%s seed %d: chose %s (selection F1 %.4f), %.1f s", task, model_name,
+                 condition, seed, res["chosen"],
+                 max((g["selection_f1"] for g in res["grid"]), default=float("nan")), wall)
+    out = pd.concat(preds, ignore_index=True)
+    out["seed"] = out["seed"].astype("int64")
+    record = {"task": task, "model": model_name, "condition": condition,
+              "condition_kind": cond.kind, "teacher": cond.teacher, "kind": spec["kind"],
+              "model_path": spec.get("path"), "positive": positive,
+              "selection": {"source": source,
+                            "fraction": None if human_val is not None
+                            else spec.get("selection_fraction", 0.2)},
+              "counts": counts, "n_test": len(test), "seeds": per_seed, "device": device_name,
+              "threads": int(threads), "spec": spec, "versions": _versions()}
+    io.write_parquet(out_predictions, out)
+    io.write_json(out_run, record)
+    return record
+
+
+def _save(res: dict, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if "model" in res and isinstance(res["model"], tuple):  # tfidf
+        import pickle
+
+        with io.atomic_path(folder / "tfidf_logreg.pkl") as tmp:
+            tmp.write_bytes(pickle.dumps(res["model"]))
+    else:
+        res["model"].save_pretrained(folder)
+        res["tokenizer"].save_pretrained(folder)
+    return folder
+
+
+def _tfidf_seed(ctx, *, spec, train, select, test, seed, positive) -> dict:
+    from .tfidf import train_predict
+
+    res = train_predict(train["text"].tolist(), train["target"].to_numpy(float),
+                        select["text"].tolist(), (select["label"] == positive).to_numpy(int),
+                        select["target"].to_numpy(float), test["text"].tolist(), spec=spec,
+                        seed=seed)
+    res["device"] = "cpu"
+    return res
+
+
+def _torch_seed(ctx, *, spec, train, select, test, seed, positive) -> dict:
+    """Encoder or LoRA decoder for one seed. Tokeniser, device and encodings are cached in ctx."""
+    from . import loop, models
+
+    if "tokenizer" not in ctx:
+        from transformers import AutoConfig
+
+        path = models.resolve_path(spec["path"])
+        model_type = AutoConfig.from_pretrained(path).model_type
+        tok = models.prepare_tokenizer(models.load_tokenizer(path, spec), model_type, spec["kind"])
+        ctx.update(path=path, tokenizer=tok, device=models.choose_device(spec.get("device", "auto")),
+                   cache={})
+        log.info("model %s (%s) on %s", spec["path"], model_type, ctx["device"])
+    tok, device, cache = ctx["tokenizer"], ctx["device"], ctx["cache"]
+    max_len = int(spec.get("max_length", 128))
+
+    # every text is tokenised once per job and reused by every seed and grid point; test texts
+    # are keyed apart from training texts
+    e_train = _encode_cached(cache, tok, [("train", i) for i in train["id"]], train["text"],
+                             max_len)
+    e_sel = _encode_cached(cache, tok, [("train", i) for i in select["id"]], select["text"],
+                           max_len)
+    e_test = _encode_cached(cache, tok, [("test", i) for i in test["id"]], test["text"], max_len)
+
+    model = models.build_model(ctx["path"], spec, seed=seed, device=device,
+                               pad_token_id=tok.pad_token_id)
+    side = tok.padding_side
+    res = loop.train_grid(model, train=e_train, targets=train["target"].to_numpy(float),
+                          select=e_sel, select_labels01=(select["label"] == positive).to_numpy(int),
+                          select_targets=select["target"].to_numpy(float), spec=spec, seed=seed,
+                          device=device, pad_id=tok.pad_token_id, side=side)
+    res["p_positive"] = loop.predict_proba(model, e_test, device=device,
+                                           batch_size=spec.get("eval_batch_size", 128),
+                                           pad_id=tok.pad_token_id, side=side,
+                                           bf16=spec.get("bf16", True))
+    res["device"] = device.type
+    if spec.get("save_models"):
+        res["model"], res["tokenizer"] = model, tok
+    else:
+        del model
+        gc.collect()
+        if device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+    return res
+
+
+def _encode_cached(cache: dict, tok, keys: list, texts, max_len: int):
+    from .loop import Encoded, encode
+
+    todo = [(k, t) for k, t in zip(keys, texts) if k not in cache]
+    if todo:
+        e = encode(tok, [t for _, t in todo], max_len)
+        for j, (k, _) in enumerate(todo):
+            cache[k] = (e.input_ids[j], {name: v[j] for name, v in e.extra.items()})
+    rows = [cache[k] for k in keys]
+    names = list(rows[0][1]) if rows else []
+    return Encoded([r[0] for r in rows], {n: [r[1][n] for r in rows] for n in names})

@@ -1,0 +1,59 @@
+"""The `students:` config section -> one model's resolved spec and its list of conditions.
+
+Study-wide keys (seeds, selection, selection_fraction, save_models, training defaults) are
+inherited by every model; a model may override any of them, and may restrict `conditions`.
+The rule passes the resolved spec as JSON, so a changed grid or seed list re-runs the job.
+"""
+from __future__ import annotations
+
+import copy
+
+from ..errors import InputError
+from .conditions import condition_names
+
+# study-wide keys a model inherits (and may override)
+INHERITED = {
+    "seeds": [1],
+    "selection": "same_source",
+    "selection_fraction": 0.2,
+    "save_models": False,
+    "device": "auto",
+    "max_length": 128,
+    "eval_batch_size": 128,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "share_epochs": True,
+    "bf16": True,
+}
+DEFAULT_CONDITIONS = {"human": True, "llm": True, "llm_consistency": [], "soft": True}
+
+
+def model_spec(students: dict, name: str) -> dict:
+    models = students.get("models") or {}
+    if name not in models:
+        raise InputError(f"no student model {name!r} in students.models (have {sorted(models)})",
+                         field="students.models")
+    m = copy.deepcopy(models[name])
+    spec = {k: copy.deepcopy(students.get(k, v)) for k, v in INHERITED.items()}
+    spec.update({k: v for k, v in m.items() if k != "conditions"})
+    spec.setdefault("kind", "encoder")
+    if spec["kind"] != "tfidf":
+        if "path" not in spec:
+            raise InputError(f"student model {name!r} needs a `path`", field="path")
+        grid = spec.get("grid") or {}
+        for key in ("learning_rate", "batch_size", "epochs"):
+            if not grid.get(key):
+                raise InputError(f"student model {name!r}: grid.{key} must list at least one "
+                                 f"value", field=f"grid.{key}")
+    return spec
+
+
+def model_conditions(students: dict, name: str, train_sizes: list[int],
+                     teachers: list[str]) -> list[str]:
+    """The condition names a model runs: the study's `conditions`, overridden by the model's."""
+    base = dict(DEFAULT_CONDITIONS)
+    base.update(students.get("conditions") or {})
+    own = (students.get("models") or {}).get(name, {}).get("conditions")
+    base.update(own or {})  # a model's keys override the study's, key by key
+    return condition_names(base, train_sizes, teachers)

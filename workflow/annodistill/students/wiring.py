@@ -1,0 +1,96 @@
+"""Snakemake wiring helpers for workflow/rules/students.smk (input functions, resources, targets).
+
+Kept in the package so the rule file stays wiring only (and `snakemake --lint` clean) and the
+helpers are unit-testable without Snakemake.
+"""
+from __future__ import annotations
+
+import json
+
+from .spec import model_conditions, model_spec
+
+# keys of a `teachers:` section that are settings, not teachers
+TEACHER_SETTINGS = {"cache_dir", "cache", "defaults", "gate", "server", "servers", "budget_usd",
+                    "prompt", "sampling"}
+
+
+def teacher_names(config: dict) -> list[str]:
+    """Configured teacher names: `teachers.models` keys, a list of {name: ...}, or plain keys."""
+    section = config.get("teachers") or {}
+
+    def names(items):
+        return [t["name"] if isinstance(t, dict) else str(t) for t in items]
+
+    if isinstance(section, list):
+        return names(section)
+    models = section.get("models")
+    if isinstance(models, dict):
+        return list(models)
+    if isinstance(models, list):
+        return names(models)
+    return [k for k, v in section.items() if k not in TEACHER_SETTINGS and isinstance(v, dict)]
+
+
+def teacher_of(condition: str) -> str | None:
+    for prefix in ("llm-", "soft-"):
+        if condition.startswith(prefix):
+            name = condition[len(prefix):]
+            head, sep, tail = name.rpartition("-cons")
+            return head if (prefix == "llm-" and sep and tail.isdigit()) else name
+    return None
+
+
+class StudentWiring:
+    def __init__(self, config: dict, tasks: list[str], task_dir: str):
+        self.config, self.tasks, self.task_dir = config, list(tasks), task_dir
+        self.students = config.get("students") or {}
+        self.models = list(self.students.get("models") or {})
+
+    def conditions(self, model: str) -> list[str]:
+        return model_conditions(self.students, model, self.config["split"]["train_sizes"],
+                                teacher_names(self.config))
+
+    def inputs(self, wildcards) -> dict:
+        split_dir = f"results/{wildcards.task}/splits"
+        out = {"codebook": f"{self.task_dir}/{wildcards.task}.yaml",
+               "train_pool": f"{split_dir}/train_pool.parquet",
+               "test": f"{split_dir}/test.parquet"}
+        if model_spec(self.students, wildcards.model)["selection"] == "human_validation":
+            out["validation"] = f"{split_dir}/validation.parquet"
+        teacher = teacher_of(wildcards.condition)
+        if teacher is not None:
+            out["labels"] = f"results/{wildcards.task}/teacher/{teacher}/labels_train.parquet"
+        return out
+
+    def spec_json(self, wildcards) -> str:
+        spec = model_spec(self.students, wildcards.model)
+        spec.pop("resources", None)
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def teacher_arg(wildcards, input) -> str:
+        return f"--teacher-labels {input.labels}" if "labels" in input.keys() else ""
+
+    def _resources(self, model: str) -> dict:
+        return ((self.students.get("models") or {}).get(model) or {}).get("resources") or {}
+
+    def threads(self, wildcards) -> int:
+        return self._resources(wildcards.model).get("threads", 2)
+
+    def mem_mb(self, wildcards, attempt) -> int:
+        return self._resources(wildcards.model).get("mem_mb", 4000) * attempt
+
+    def runtime(self, wildcards, attempt) -> int:
+        return self._resources(wildcards.model).get("runtime", 60) * attempt
+
+    def gpu(self, wildcards) -> int:
+        return self._resources(wildcards.model).get("gpu", 0)
+
+    def targets(self) -> list[str]:
+        out = []
+        for model in self.models:
+            for cond in self.conditions(model):
+                for task in self.tasks:
+                    base = f"results/{task}/students/{model}/{cond}"
+                    out += [f"{base}/predictions.parquet", f"{base}/run.json"]
+        return out

@@ -1,0 +1,167 @@
+"""A teacher's configuration as a typed object, built from the study config's `teachers:` section.
+
+The section is validated by workflow/schemas/teacher.schema.yaml (config.py / common.smk); this
+module fills the same defaults in Python so that a spec built from a JSON string (as the rules pass
+it) is complete, and checks what a schema cannot (active teachers exist, provider needs).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from ..errors import InputError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9-]+$")
+CONS_RE = re.compile(r"-cons[0-9]+$")
+DEFAULT_CACHE = "cache/llm"
+DEFAULT_SEED = 20240625
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+    def usd(self, prompt_tokens: int, completion_tokens: int, factor: float = 1.0) -> float:
+        return factor * (prompt_tokens * self.input_per_mtok
+                         + completion_tokens * self.output_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class Batch:
+    enabled: bool = False
+    discount: float = 0.5
+    poll_s: float = 30.0
+    max_wait_s: float = 3600.0
+    completion_window: str = "24h"
+
+
+@dataclass(frozen=True)
+class Gate:
+    min_f1: float = 0.0
+    on_fail: str = "warn"
+
+
+@dataclass(frozen=True)
+class Server:
+    threads: int = 2
+    n_ctx: int = 2048
+    startup_timeout_s: float = 180.0
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    name: str
+    provider: str
+    mode: str
+    max_usd: float
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    model_file: str | None = None
+    samples: int = 3
+    temperature: float = 0.6
+    max_tokens: int = 4
+    logprobs: bool = False
+    top_logprobs: int = 5
+    structured: bool = False
+    few_shot: int = 4
+    concurrency: int = 1
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 8
+    price: Price = field(default_factory=Price)
+    batch: Batch = field(default_factory=Batch)
+    gate: Gate = field(default_factory=Gate)
+    server: Server = field(default_factory=Server)
+    seed: int = DEFAULT_SEED
+
+    @property
+    def local(self) -> bool:
+        return self.provider == "llama_cpp_local"
+
+    @property
+    def request_model(self) -> str:
+        return self.model or self.name
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def check_name(name: str, where: str = "teachers") -> str:
+    if not NAME_RE.match(name or "") or CONS_RE.search(name):
+        raise InputError(f"teacher name {name!r} must match [A-Za-z0-9-]+ and not end in "
+                         f"-cons<digits> (it is used in paths and condition names)", path=where)
+    return name
+
+
+def teacher_spec(section: dict, name: str) -> TeacherSpec:
+    """The spec of teacher `name` from the `teachers:` section (defaults filled)."""
+    models = (section or {}).get("models") or {}
+    if name not in models:
+        raise InputError(f"no teacher {name!r} in teachers.models (have {sorted(models)})",
+                         field="teachers.models")
+    return spec_from_dict(name, models[name], seed=section.get("seed", DEFAULT_SEED))
+
+
+def spec_from_dict(name: str, d: dict, seed: int = DEFAULT_SEED) -> TeacherSpec:
+    check_name(name)
+    d = dict(d)
+    where = f"teachers.models.{name}"
+    for req in ("provider", "mode", "max_usd"):
+        if req not in d:
+            raise InputError(f"missing {req!r}", field=f"{where}.{req}")
+    if d["provider"] == "openai" and not (d.get("base_url") and d.get("model")):
+        raise InputError("provider openai needs base_url and model", field=where)
+    if d["provider"] == "llama_cpp_local" and not d.get("model_file"):
+        raise InputError("provider llama_cpp_local needs model_file", field=where)
+    if d["provider"] not in ("openai", "llama_cpp_local"):
+        raise InputError(f"unknown provider {d['provider']!r}", field=f"{where}.provider")
+    if d["mode"] not in ("chat", "completion"):
+        raise InputError(f"unknown mode {d['mode']!r}", field=f"{where}.mode")
+    if d.get("batch", {}).get("enabled") and d["provider"] != "openai":
+        raise InputError("batch mode needs provider openai", field=f"{where}.batch")
+    nested = {"price": Price, "batch": Batch, "gate": Gate, "server": Server}
+    kw = {}
+    for k, v in d.items():
+        if k in nested:
+            v = dict(v or {})
+            if k == "server" and "extra_args" in v:
+                v["extra_args"] = tuple(v["extra_args"])
+            try:
+                v = nested[k](**v)
+            except TypeError as exc:
+                raise InputError(str(exc), field=f"{where}.{k}") from None
+        kw[k] = v
+    kw.setdefault("seed", seed)
+    try:
+        return TeacherSpec(name=name, **kw)
+    except TypeError as exc:
+        raise InputError(str(exc), field=where) from None
+
+
+def spec_from_json(text: str) -> TeacherSpec:
+    d = json.loads(text)
+    name = d.pop("name")
+    return spec_from_dict(name, d, seed=d.get("seed", DEFAULT_SEED))
+
+
+def teacher_names(config: dict) -> list[str]:
+    """The active teachers of a study config (`teachers.active`, default: all of `models`)."""
+    section = config.get("teachers") or {}
+    models = section.get("models") or {}
+    active = section.get("active")
+    names = list(models) if active is None else list(active)
+    for n in names:
+        check_name(n)
+        if n not in models:
+            raise InputError(f"active teacher {n!r} is not defined in teachers.models "
+                             f"(have {sorted(models)})", field="teachers.active")
+    return names
+
+
+def cache_dir(config: dict) -> str:
+    return (config.get("teachers") or {}).get("cache_dir", DEFAULT_CACHE)
