@@ -38,7 +38,7 @@ test: install
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 figures: install
-	$(BIN)/snakemake --cores $(CORES) figures
+	$(BIN)/snakemake --cores $(CORES) figures --forcerun summary plot
 
 report: install
 	$(BIN)/snakemake --cores 1 --report results/report.html
