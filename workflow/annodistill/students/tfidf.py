@@ -15,11 +15,13 @@ from sklearn.linear_model import LogisticRegression
 from .loop import selection_score
 
 
-def _fit(X, targets: np.ndarray, C: float, seed: int) -> LogisticRegression:
+def _fit(X, targets: np.ndarray, C: float, seed: int,
+         class_weight: str | None = None) -> LogisticRegression:
     import scipy.sparse as sp
 
     hard = np.isin(targets, (0.0, 1.0)).all()
-    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed, solver="lbfgs")
+    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed, solver="lbfgs",
+                             class_weight=class_weight)
     if hard and len(np.unique(targets)) == 2:
         return clf.fit(X, targets.astype(int))
     Xd = sp.vstack([X, X]).tocsr()
@@ -41,7 +43,7 @@ def train_predict(train_texts, targets, select_texts, select_labels01, select_ta
         X = vec.fit_transform(train_texts)
         Xs = vec.transform(select_texts)
         for C in Cs:
-            clf = _fit(X, np.asarray(targets, float), C, seed)
+            clf = _fit(X, np.asarray(targets, float), C, seed, spec.get("class_weight"))
             p = clf.predict_proba(Xs)[:, list(clf.classes_).index(1)]
             s = selection_score(p, select_labels01, select_targets)
             rec = {"C": C, "ngram_range": list(ng), "selection_f1": s["f1"],
