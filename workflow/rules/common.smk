@@ -45,6 +45,9 @@ def raw_source(wildcards):
     return CODEBOOKS[wildcards.task].source["path"]
 
 
+VADER_CORPORA = ["tweets", "nytEditorialSnippets", "movieReviewSnippets", "amazonReviewSnippets"]
+
+
 def ingest_inputs(wildcards):
     src = raw_source(wildcards)
     out = {"codebook": task_yaml(wildcards), "raw": src}

@@ -4,6 +4,10 @@
 rule fetch_vader:
     output:
         "resources/vader/SOURCE.json",
+        expand(
+            "resources/vader/hutto_ICWSM_2014/{corpus}_GroundTruth.txt",
+            corpus=VADER_CORPORA,
+        ),
     log:
         "logs/fetch_vader.log",
     conda:
