@@ -32,7 +32,6 @@ demo: install
 	$(BIN)/snakemake --cores 1 --report results/report.html
 	@$(BIN)/python -m annodistill.cli evaluate headline --summary-dir results/summary \
 	  || echo "(headline table not available yet)"
-	@echo "HTML report: results/report.html"
 
 test: install
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
