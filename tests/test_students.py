@@ -57,6 +57,8 @@ def test_teacher_names_layouts():
     assert teacher_names({"teachers": {"cache_dir": "cache", "gemma": {"model": "m"}}}) == ["gemma"]
     assert teacher_names({"teachers": {"models": {"a": {}, "b": {}}}}) == ["a", "b"]
     assert teacher_names({"teachers": [{"name": "a"}]}) == ["a"]
+    # the teacher stage's `active` list decides which teachers label, so students follow it
+    assert teacher_names({"teachers": {"models": {"a": {}, "b": {}}, "active": ["b"]}}) == ["b"]
 
 
 def test_training_tables(tmp_path):

@@ -25,7 +25,8 @@ def teacher_names(config: dict) -> list[str]:
         return names(section)
     models = section.get("models")
     if isinstance(models, dict):
-        return list(models)
+        active = section.get("active")  # the teacher stage labels only these (default: all)
+        return list(models) if active is None else [str(a) for a in active]
     if isinstance(models, list):
         return names(models)
     return [k for k, v in section.items() if k not in TEACHER_SETTINGS and isinstance(v, dict)]
