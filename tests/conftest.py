@@ -55,20 +55,29 @@ def synthetic_rows(n: int, positive_share: float = 0.3, seed: int = 0):
     return rows
 
 
-@pytest.fixture
-def tiny_task(tmp_path):
-    """A generated CSV task with 400 rows and its codebook; returns (codebook_path, raw_path)."""
+def write_task(root: Path, name: str, n: int = 400, positive_share: float = 0.3, seed: int = 0,
+               raw_path: str | None = None) -> tuple[Path, Path]:
+    """A generated CSV task under root/raw/ and its codebook under root/config/tasks/.
+
+    The codebook's source path is `raw_path` (default: relative `raw/<name>.csv`, for studies run
+    with root as working directory). Returns (codebook_path, raw_path)."""
     import csv
 
-    raw = tmp_path / "raw" / "topic.csv"
-    raw.parent.mkdir(parents=True)
-    rows = synthetic_rows(400)
+    raw = root / "raw" / f"{name}.csv"
+    raw.parent.mkdir(parents=True, exist_ok=True)
     with open(raw, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["id", "text", "code"])
         w.writeheader()
-        w.writerows(rows)
-    cb = write_codebook(tmp_path / "config" / "tasks", codebook_dict("topic", str(raw)))
+        w.writerows(synthetic_rows(n, positive_share, seed))
+    cb = write_codebook(root / "config" / "tasks",
+                        codebook_dict(name, raw_path or f"raw/{name}.csv"))
     return cb, raw
+
+
+@pytest.fixture
+def tiny_task(tmp_path):
+    """A generated CSV task with 400 rows and its codebook; returns (codebook_path, raw_path)."""
+    return write_task(tmp_path, "topic", raw_path=str(tmp_path / "raw" / "topic.csv"))
 
 
 def venv_bin() -> Path:

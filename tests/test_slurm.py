@@ -21,7 +21,6 @@ Knobs (to point the test at more of the pipeline later):
 """
 from __future__ import annotations
 
-import csv
 import os
 import re
 import shutil
@@ -32,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, codebook_dict, synthetic_rows, write_codebook
+from conftest import ROOT, write_task
 
 # about 4 minutes on 2 busy cores: slow, but it is the CI's cluster test (make test runs it)
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -132,13 +131,7 @@ def make_project(dest: Path) -> Path:
         else:
             shutil.copy2(src, dst)
     for k, t in enumerate(TASKS):
-        raw = dest / "raw" / f"{t}.csv"
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        with open(raw, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["id", "text", "code"])
-            w.writeheader()
-            w.writerows(synthetic_rows(240, 0.4, seed=k))
-        write_codebook(dest / "config" / "tasks", codebook_dict(t, f"raw/{t}.csv"))
+        write_task(dest, t, 240, 0.4, seed=k)
     (dest / "config" / "config.yaml").write_text(yaml.safe_dump(study_config(), sort_keys=False))
     return dest
 

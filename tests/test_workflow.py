@@ -1,27 +1,20 @@
 """The real `snakemake` on a tiny generated study in a temporary directory; `snakemake --lint`."""
 from __future__ import annotations
 
-import csv
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
-from conftest import ROOT, codebook_dict, synthetic_rows, write_codebook
+from conftest import ROOT, write_task
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def make_study(workdir: Path, tasks=("alpha", "beta"), n=400, extra: dict | None = None) -> Path:
     for k, t in enumerate(tasks):
-        raw = workdir / "raw" / f"{t}.csv"
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        with open(raw, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["id", "text", "code"])
-            w.writeheader()
-            w.writerows(synthetic_rows(n, 0.3, seed=k))
-        write_codebook(workdir / "config" / "tasks", codebook_dict(t, f"raw/{t}.csv"))
+        write_task(workdir, t, n, 0.3, seed=k)
     cfg = {"study": "tiny", "tasks": list(tasks), "task_dir": "config/tasks", "fetch_vader": False,
            "split": {"seed": 1, "test_size": 100, "validation_size": 50, "train_sizes": [50, 100],
                      "llm_train_size": 100}}

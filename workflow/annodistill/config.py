@@ -114,9 +114,18 @@ def load_task(name: str, task_dir: str | Path = "config/tasks") -> Codebook:
     path = task_path(name, task_dir)
     if not path.exists():
         raise InputError(f"no codebook for task {name!r} (expected {path})", path=str(path))
+    return load_codebook(path)
+
+
+def load_codebook(path: str | Path, *, name_from_file: bool = True) -> Codebook:
+    """A codebook file; with `name_from_file` its `name` must equal the file's stem."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("codebook not found", path=str(path))
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh) or {}
-    return codebook_from_dict(raw, str(path), expected_name=name)
+    return codebook_from_dict(raw, str(path),
+                              expected_name=path.stem if name_from_file else None)
 
 
 def codebook_from_dict(raw: dict, where: str, expected_name: str | None = None) -> Codebook:

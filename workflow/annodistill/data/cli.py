@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
-from ..config import codebook_from_dict, load_task
+from ..config import load_codebook
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,18 +47,10 @@ def _fetch(args) -> int:
     return 0
 
 
-def _codebook(path: str):
-    import yaml
-
-    with open(path, encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh) or {}
-    return codebook_from_dict(raw, path, expected_name=Path(path).stem)
-
-
 def _ingest(args) -> int:
     from .ingest import ingest
 
-    cb = _codebook(args.codebook)
+    cb = load_codebook(args.codebook)
     df, summary = ingest(cb, args.raw or cb.source["path"])
     io.write_parquet(args.out, df)
     io.write_json(args.summary, summary)
@@ -75,7 +67,7 @@ def _split(args) -> int:
     except ValueError:
         raise InputError(f"--train-sizes must be comma-separated integers, got {args.train_sizes!r}")
     clean = pd.read_parquet(args.clean)
-    labels = _codebook(args.codebook).label_names if args.codebook else None
+    labels = load_codebook(args.codebook).label_names if args.codebook else None
     res = make_splits(clean, seed=args.seed, test_size=args.test_size,
                       validation_size=args.validation_size, train_sizes=sizes,
                       llm_train_size=args.llm_train_size, stratify=args.stratify,

@@ -71,18 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _task(args) -> int:
-    import yaml
-
     from .. import io
-    from ..config import codebook_from_dict
+    from ..config import load_codebook
     from ..errors import InputError
     from .metrics import Bootstrap, Scheme
     from .task import DEFAULT_BINS, DEFAULT_THRESHOLDS, TaskInputs, evaluate_task
 
-    if not Path(args.codebook).exists():
-        raise InputError("codebook not found", path=args.codebook)
-    with open(args.codebook, encoding="utf-8") as fh:
-        cb = codebook_from_dict(yaml.safe_load(fh) or {}, args.codebook)
+    cb = load_codebook(args.codebook, name_from_file=False)
     inp = TaskInputs(task=args.task, test=args.test, scheme=Scheme(tuple(cb.label_names), cb.positive),
                      predictions=args.predictions, teacher_test=args.teacher_test,
                      teacher_train=args.teacher_train, train_pool=args.train_pool,

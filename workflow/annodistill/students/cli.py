@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args) -> int:
     from ..config import load_study
-    from ..data.cli import _codebook
+    from ..config import load_codebook as _codebook
     from .run import run_job
     from .spec import model_spec
 

@@ -83,9 +83,9 @@ def _load_spec(args, name: str | None = None):
 
 
 def _codebook(path: str):
-    from ..data.cli import _codebook as load
+    from ..config import load_codebook
 
-    return load(path)
+    return load_codebook(path)
 
 
 def _teacher_errors(fn):
