@@ -64,6 +64,9 @@ def write_inputs(tmp_path: Path, tasks=("t1", "t2", "t3", "t4")) -> SummaryInput
                          "human_n": 100 if kind == "human" else None, "seed": seed,
                          "train_size": 100 if kind != "fewshot" else None, "n_train": NAN,
                          "n_test": 50, "n_no_label": 2 if kind == "fewshot" else 0,
+                         # t2's LLM-label student never predicted positive: degenerate
+                         "degenerate": "one predicted class" if (t, cond) == ("t2", "llm-g")
+                         else "",
                          "accuracy": 0.5, "f1": f1, "precision": p, "recall": r,
                          **{f"{m}_{s}": NAN for m in ("accuracy", "f1", "precision", "recall")
                             for s in ("lo", "hi")}})
@@ -138,6 +141,14 @@ def test_headline_medians_seed_average_nan_and_missing(tmp_path):
     for ext in ("md", "tex", "html"):
         text = (out / f"headline.{ext}").read_text()
         assert "0.500 [0.350, 0.650]" in text
+    # degenerate runs are counted per condition and named in every format of the headline
+    assert h.loc["llm-g", "n_degenerate_runs"] == 1 and h.loc["llm-g", "degenerate_tasks"] == "t2"
+    assert h.loc["human-100", "n_degenerate_runs"] == 0
+    md = (out / "headline.md").read_text()
+    assert "1 of 5 (t2)" in md and "WARNING: 1 run(s) are degenerate" in md
+    per = read(out, "metrics_by_task")
+    flagged = per[per["degenerate"].fillna("") != ""]
+    assert list(zip(flagged["task"], flagged["condition"])) == [("t2", "llm-g")]
 
 
 def test_gap_summary_wilcoxon_and_bootstrap(tmp_path):

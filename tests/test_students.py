@@ -1,6 +1,7 @@
 """Student stage: conditions, selection, the training loop on every architecture, the CLI."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,12 +12,13 @@ from sklearn.metrics import accuracy_score
 from students_helpers import (MINILM, codebook, make_splits, read_run, stand_in_teacher,
                               tiny_model)
 
+from annodistill.contracts import (PREDICTION_COLUMNS, condition_names, parse_condition,
+                                   teacher_names, teacher_of)
 from annodistill.errors import InputError
-from annodistill.students.conditions import condition_names, parse_condition, training_table
+from annodistill.students.conditions import training_table
 from annodistill.students.run import run_job
-from annodistill.students.selection import carve
+from annodistill.students.selection import carve_ids, selection_key
 from annodistill.students.spec import model_conditions, model_spec
-from annodistill.students.wiring import teacher_names, teacher_of
 
 TINY_GRID = {"learning_rate": [1e-3], "batch_size": [8], "epochs": [1, 2]}
 
@@ -52,13 +54,16 @@ def test_model_restricts_conditions_and_inherits_settings():
         model_conditions({"models": {}, "conditions": {"human_sizes": [5]}}, "x", [10], [])
 
 
-def test_teacher_names_layouts():
+def test_teacher_names_one_grammar():
     assert teacher_names({}) == []
-    assert teacher_names({"teachers": {"cache_dir": "cache", "gemma": {"model": "m"}}}) == ["gemma"]
     assert teacher_names({"teachers": {"models": {"a": {}, "b": {}}}}) == ["a", "b"]
-    assert teacher_names({"teachers": [{"name": "a"}]}) == ["a"]
     # the teacher stage's `active` list decides which teachers label, so students follow it
     assert teacher_names({"teachers": {"models": {"a": {}, "b": {}}, "active": ["b"]}}) == ["b"]
+    with pytest.raises(InputError, match="-cons<digits>"):
+        teacher_names({"teachers": {"models": {"gpt-cons5": {}}}})
+    # the teacher stage uses the same function
+    from annodistill.teacher import spec as tspec
+    assert tspec.teacher_names is teacher_names
 
 
 def test_training_tables(tmp_path):
@@ -67,30 +72,39 @@ def test_training_tables(tmp_path):
     lab = stand_in_teacher(split, tmp_path / "labels_train.parquet", 120, null=0.1, seed=3)
     raw = pd.read_parquet(lab)
     kw = dict(train_pool=split / "train_pool.parquet", positive="yes", label_names=["yes", "no"])
-    human, c = training_table(parse_condition("human-50"), **kw)
+    t = training_table(parse_condition("human-50"), **kw)
+    human, c = t.train, t.counts
     assert len(human) == 50 and c["n_dropped_no_label"] == 0
     pool = pd.read_parquet(split / "train_pool.parquet").set_index("id")
-    assert (human["target"] == (pool.loc[human["id"], "label"] == "yes").to_numpy()).all()
+    assert (human["target_0"] == (pool.loc[human["id"], "label"] == "yes").to_numpy()).all()
+    np.testing.assert_allclose(t.targets(human).sum(axis=1), 1.0)
 
-    llm, c = training_table(parse_condition("llm-t"), teacher_labels=lab, **kw)
+    t = training_table(parse_condition("llm-t"), teacher_labels=lab, **kw)
+    llm, c = t.train, t.counts
     assert c["n_dropped_no_label"] == raw["label"].isna().sum() > 0
     assert len(llm) == raw["label"].notna().sum()
     # texts come from the pool, targets from the teacher
     merged = llm.merge(raw, on="id")
     assert (llm["text"] == pool.loc[llm["id"], "text"].to_numpy()).all()
-    assert (merged["target"] == (merged["label_y"] == "yes")).all()
+    assert (merged["target_0"] == (merged["label_y"] == "yes")).all()
+    # the base ids are every labelled text, in rank order, whatever was dropped
+    assert t.base_ids == raw["id"].tolist()
 
-    cons, c = training_table(parse_condition("llm-t-cons100"), teacher_labels=lab, **kw)
+    t = training_table(parse_condition("llm-t-cons100"), teacher_labels=lab, **kw)
+    cons, c = t.train, t.counts
     assert len(cons) == (raw["consistency"] >= 1.0).sum()
     assert c["n_dropped_consistency"] == len(llm) - len(cons) > 0
+    assert len(t.select) == len(llm)  # selection rows are never consistency-filtered
 
-    soft, _ = training_table(parse_condition("soft-t"), teacher_labels=lab, **kw)
-    assert soft["target"].between(0, 1).all() and not soft["target"].isin([0, 1]).all()
+    t = training_table(parse_condition("soft-t"), teacher_labels=lab, **kw)
+    soft = t.train
+    assert soft["target_0"].between(0, 1).all() and not soft["target_0"].isin([0, 1]).all()
+    np.testing.assert_allclose(t.targets(soft).sum(axis=1), 1.0)
     # without probabilities the positive vote share comes from label + consistency
     lab2 = stand_in_teacher(split, tmp_path / "l2.parquet", 120, null=0.1, seed=3, with_p=False)
-    soft2, c2 = training_table(parse_condition("soft-t"), teacher_labels=lab2, **kw)
-    assert c2["n_from_consistency"] == len(soft2)
-    np.testing.assert_allclose(soft2["target"].to_numpy(), soft["target"].to_numpy())
+    t2 = training_table(parse_condition("soft-t"), teacher_labels=lab2, **kw)
+    assert t2.counts["n_from_consistency"] == len(t2.train)
+    np.testing.assert_allclose(t2.train["target_0"].to_numpy(), soft["target_0"].to_numpy())
 
 
 def test_bad_teacher_labels_are_named(tmp_path):
@@ -114,16 +128,60 @@ def test_bad_teacher_labels_are_named(tmp_path):
         training_table(parse_condition("soft-t"), teacher_labels=tmp_path / "nocol.parquet", **kw)
 
 
-def test_carve_is_seeded_stratified_and_disjoint(tmp_path):
-    split = make_splits(tmp_path / "splits")
-    table, _ = training_table(parse_condition("human-150"), train_pool=split / "train_pool.parquet",
-                              positive="yes", label_names=["yes", "no"])
-    tr, se = carve(table, fraction=0.2, seed=1)
-    tr2, se2 = carve(table, fraction=0.2, seed=1)
-    assert list(se["id"]) == list(se2["id"]) and len(se) == 30
-    assert not set(tr["id"]) & set(se["id"]) and len(tr) + len(se) == 150
-    assert abs(se["target"].mean() - table["target"].mean()) < 0.05
-    assert list(carve(table, fraction=0.2, seed=2)[1]["id"]) != list(se["id"])
+def test_carve_is_seeded_label_blind_and_disjoint():
+    ids = [f"r{i:04d}" for i in range(150)]
+    tr, se = carve_ids(ids, fraction=0.2, seed=1)
+    assert (tr, se) == carve_ids(ids, fraction=0.2, seed=1) and len(se) == 30
+    assert not set(tr) & set(se) and sorted(tr + se) == ids
+    assert carve_ids(ids, fraction=0.2, seed=2)[1] != se
+    with pytest.raises(InputError, match="too few"):
+        carve_ids(ids[:3], fraction=0.5, seed=1)
+
+
+def test_constant_predictor_never_wins_selection():
+    """Positive-class F1 rewards 'always positive' on mostly-positive labels; selection does not."""
+    const = {"selection_macro_f1": 0.44, "selection_f1": 0.88, "selection_accuracy": 0.79,
+             "selection_loss": 0.5, "selection_constant": True}
+    learned = {"selection_macro_f1": 0.40, "selection_f1": 0.70, "selection_accuracy": 0.6,
+               "selection_loss": 0.9, "selection_constant": False}
+    for metric in ("macro_f1", "f1", "accuracy", "loss"):
+        assert max([const, learned], key=lambda r: selection_key(r, metric)) is learned
+    # among non-constant points the metric decides, ties by loss
+    a = dict(learned, selection_macro_f1=0.6, selection_loss=0.7)
+    b = dict(learned, selection_macro_f1=0.6, selection_loss=0.6)
+    assert max([a, b], key=lambda r: selection_key(r, "macro_f1")) is b
+    with pytest.raises(InputError, match="selection_metric"):
+        selection_key(a, "auc")
+
+
+def test_paired_by_construction(tmp_path):
+    """Every condition of equal size trains on the same ids and selects on the same ids."""
+    split = make_splits(tmp_path / "splits", n_pool=150)
+    lab = stand_in_teacher(split, tmp_path / "labels_train.parquet", 150, null=0.1, seed=5)
+    recs = {}
+    for cond in ("human-150", "llm-t", "llm-t-cons80", "soft-t"):
+        _, rec = _job(tmp_path, split, f"tfidf_{cond}", _tfidf_spec(), condition=cond,
+                      labels=None if cond.startswith("human") else lab)
+        recs[cond] = rec
+    for seed_idx in (0, 1):
+        seeds = {c: r["seeds"][seed_idx] for c, r in recs.items()}
+        assert len({s["train_ids_sha256"] for s in seeds.values()}) == 1
+        assert len({s["selection_ids_sha256"] for s in seeds.values()}) == 1
+        # filtering (no label, low consistency) only removes items from the same ids
+        assert seeds["llm-t-cons80"]["n_train"] < seeds["llm-t"]["n_train"] < \
+            seeds["human-150"]["n_train"]
+    # a different seed carves differently
+    assert recs["llm-t"]["seeds"][0]["train_ids_sha256"] != recs["llm-t"]["seeds"][1][
+        "train_ids_sha256"]
+    # the used subset of the consistency condition is a subset of the llm condition's ids
+    from annodistill.students.selection import carve_ids as carve
+
+    t = training_table(parse_condition("llm-t-cons80"), train_pool=split / "train_pool.parquet",
+                       label_names=["yes", "no"], positive="yes", teacher_labels=lab)
+    tr_ids, _ = carve(t.base_ids, fraction=0.2, seed=1)
+    used = set(t.train["id"]) & set(tr_ids)
+    from annodistill.contracts import ids_digest
+    assert ids_digest(used) == recs["llm-t-cons80"]["seeds"][0]["used_train_ids_sha256"]
 
 
 # ---------------------------------------------------------------- jobs end to end
@@ -150,17 +208,20 @@ def test_tfidf_every_condition_and_contract(tmp_path):
         out, rec = _job(tmp_path, split, f"tfidf_{cond}", _tfidf_spec(), condition=cond,
                         labels=None if cond.startswith("human") else lab)
         pred, run = read_run(out)
-        assert list(pred.columns) == ["seed", "id", "p_positive", "label"]
+        assert list(pred.columns) == PREDICTION_COLUMNS
         assert pred["seed"].dtype == "int64" and sorted(pred["seed"].unique()) == [1, 2]
         assert len(pred) == 2 * len(test) and set(pred["id"]) == set(test["id"])
         assert ((pred["p_positive"] >= 0.5) == (pred["label"] == "yes")).all()
+        p_labels = pd.DataFrame([json.loads(v) for v in pred["p_labels"]])
+        np.testing.assert_allclose(p_labels["yes"], pred["p_positive"])
+        np.testing.assert_allclose(p_labels.sum(axis=1), 1.0)
         assert [s["seed"] for s in run["seeds"]] == [1, 2]
         s = run["seeds"][0]
         assert len(s["grid"]) == 3 and s["chosen"]["C"] in (0.1, 1.0, 10.0)
         assert s["selection_source"] == "same_source" and s["n_selection"] > 0
-        best = max(s["grid"], key=lambda g: (g["selection_f1"], -g["selection_loss"]))
+        best = max(s["grid"], key=lambda g: selection_key(g, "macro_f1"))
         assert best["C"] == s["chosen"]["C"]
-        m = pred[pred.seed == 1].merge(test, on="id")
+        m = pred.merge(test, on="id")  # mean over both seeds (48 training items for human-60)
         assert accuracy_score(m["label_y"], m["label_x"]) > 0.8, cond
 
 
@@ -220,7 +281,7 @@ def test_each_architecture_trains_through_the_same_loop(tmp_path, arch):
     assert pred["p_positive"].nunique() > 1
     s = run["seeds"][0]
     assert [(g["epochs"]) for g in s["grid"]] == [1, 2]
-    assert s["examples"] == 2 * s["n_train"] and s["examples_per_s"] > 0
+    assert s["examples"] == 3 * s["n_train"] and s["examples_per_s"] > 0  # runs of 1 and 2 epochs
     assert run["device"] == "cpu"
 
 
@@ -253,9 +314,20 @@ def test_determinism_identical_rerun(tmp_path):
     assert not np.array_equal(pa[pa.seed == 1]["p_positive"], pa[pa.seed == 2]["p_positive"])
 
 
-def test_independent_epoch_runs(tmp_path):
+def test_shared_epochs_is_opt_in(tmp_path):
     split = make_splits(tmp_path / "splits", n_pool=60, n_test=30)
-    spec = model_spec({"models": {"bert": {"kind": "encoder", "share_epochs": False,
+    spec = model_spec({"models": {"bert": {"kind": "encoder", "share_epochs": True,
+                                           "path": str(tiny_model(tmp_path / "m", "bert")),
+                                           "grid": TINY_GRID}}}, "bert")
+    _, rec = _job(tmp_path, split, "bert_shared", spec, condition="human-60")
+    s = rec["seeds"][0]
+    assert [g["epochs"] for g in s["grid"]] == [1, 2]
+    assert s["examples"] == 2 * s["n_train"]  # one 2-epoch run scored after epoch 1 and 2
+
+
+def test_independent_epoch_runs_by_default(tmp_path):
+    split = make_splits(tmp_path / "splits", n_pool=60, n_test=30)
+    spec = model_spec({"models": {"bert": {"kind": "encoder",
                                            "path": str(tiny_model(tmp_path / "m", "bert")),
                                            "grid": TINY_GRID}}}, "bert")
     _, rec = _job(tmp_path, split, "bert_ind", spec, condition="human-60")
@@ -328,7 +400,8 @@ def test_save_models_only_when_asked(tmp_path):
     test = pd.read_parquet(split / "test.parquet")
     with torch.inference_mode():
         enc = tok(test["text"].tolist()[:5], padding=True, return_tensors="pt")
-        p = torch.softmax(model(**enc).logits, -1)[:, 1].numpy()
+        p = torch.softmax(model(**enc).logits, -1)[:, model.config.label2id["yes"]].numpy()
+    assert model.config.id2label == {0: "yes", 1: "no"}  # the codebook's labels, in order
     pred, _ = read_run(out)
     np.testing.assert_allclose(pred["p_positive"].to_numpy()[:5], p, rtol=1e-4, atol=1e-5)
 
@@ -357,11 +430,11 @@ def test_consistency_threshold_in_whole_percent(tmp_path):
     lab.to_parquet(tmp_path / "l.parquet")
     kw = dict(train_pool=split / "train_pool.parquet", positive="yes", label_names=["yes", "no"],
               teacher_labels=tmp_path / "l.parquet")
-    assert len(training_table(parse_condition("llm-t-cons67"), **kw)[0]) == 2
-    assert len(training_table(parse_condition("llm-t-cons100"), **kw)[0]) == 1
-    soft, c = training_table(parse_condition("soft-t"), **kw)
-    np.testing.assert_allclose(soft["target"], [1 / 3, 1 / 3, 1.0])
-    assert c["n_from_consistency"] == 3
+    assert len(training_table(parse_condition("llm-t-cons67"), **kw).train) == 2
+    assert len(training_table(parse_condition("llm-t-cons100"), **kw).train) == 1
+    t = training_table(parse_condition("soft-t"), **kw)
+    np.testing.assert_allclose(t.train["target_0"], [1 / 3, 1 / 3, 1.0])
+    assert t.counts["n_from_consistency"] == 3
 
 
 def test_single_class_teacher_labels_give_a_recorded_constant_student(tmp_path):
@@ -375,3 +448,91 @@ def test_single_class_teacher_labels_give_a_recorded_constant_student(tmp_path):
     pred, run = read_run(out)
     assert (pred["label"] == "yes").all() and (pred["p_positive"] == 1.0).all()
     assert all(s["chosen"]["degenerate"] == "single-class training labels" for s in run["seeds"])
+    assert all(s["degenerate"] == "one predicted class" for s in run["seeds"])
+
+
+# ---------------------------------------------------------------- K > 2 labels
+def _three_class(tmp_path):
+    """Splits with a learnable 3-label scheme (tax / sport / other) and a stand-in teacher whose
+    p_labels are soft K-vectors."""
+    from annodistill.config import codebook_from_dict
+
+    split = make_splits(tmp_path / "splits", n_pool=150, n_test=60)
+    for name in ("train_pool", "validation", "test"):
+        df = pd.read_parquet(split / f"{name}.parquet")
+        df["label"] = np.where(df["label"] == "yes", "tax",
+                               np.where(df["text"].str.contains("football|concert"), "leisure",
+                                        "other"))
+        df.to_parquet(split / f"{name}.parquet", index=False)
+    pool = pd.read_parquet(split / "train_pool.parquet")
+    rng = np.random.default_rng(0)
+    labels = ["tax", "leisure", "other"]
+    rows = []
+    for _, r in pool.iterrows():
+        p = np.full(3, 0.1)
+        p[labels.index(r["label"])] = 0.8
+        p = rng.dirichlet(p * 20)
+        rows.append({"id": r["id"], "label": labels[int(p.argmax())],
+                     "consistency": float(p.max()), "p_positive": None,
+                     "p_labels": json.dumps(dict(zip(labels, map(float, p))))})
+    lab = tmp_path / "labels_train.parquet"
+    pd.DataFrame(rows).to_parquet(lab, index=False)
+    cb = codebook_from_dict({
+        "name": "topic3", "description": "What is the text about?",
+        "source": {"path": "raw.csv", "format": "csv", "id_column": "id", "text_column": "text",
+                   "label": {"column": "code", "map": {"0": "tax", "1": "leisure", "2": "other"}}},
+        "labels": [{"name": n, "definition": n, "verbalizer": n} for n in labels],
+        "positive": "tax"},  # named: one-vs-rest numbers in evaluation; students stay 3-way
+        "topic3.yaml", expected_name="topic3")
+    return split, lab, cb, labels
+
+
+@pytest.mark.parametrize("kind", ["tfidf", "encoder"])
+def test_three_labels_every_condition(tmp_path, kind):
+    split, lab, cb, labels = _three_class(tmp_path)
+    if kind == "tfidf":
+        spec = _tfidf_spec(class_weight="balanced")
+    else:
+        spec = model_spec({"models": {"bert": {"kind": "encoder", "seeds": [1],
+                                               "path": str(tiny_model(tmp_path / "m", "bert")),
+                                               "grid": TINY_GRID}}}, "bert")
+    test = pd.read_parquet(split / "test.parquet")
+    for cond in ("human-150", "llm-t", "soft-t"):
+        out = tmp_path / f"{kind}_{cond}"
+        rec = run_job(task="topic3", model_name=kind, condition=cond, spec=spec, codebook=cb,
+                      splits_dir=split, out_predictions=out / "predictions.parquet",
+                      out_run=out / "run.json", teacher_labels=None if cond == "human-150"
+                      else lab)
+        pred, run = read_run(out)
+        assert list(pred.columns) == PREDICTION_COLUMNS and pred["p_positive"].isna().all()
+        probs = pd.DataFrame([json.loads(v) for v in pred["p_labels"]])[labels].to_numpy()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+        assert (np.array(labels)[probs.argmax(axis=1)] == pred["label"]).all()
+        assert set(pred["label"]) <= set(labels)
+        s = rec["seeds"][0]
+        assert s["chosen"]["selection_metric"] == "macro_f1"
+        assert abs(sum(s["train_label_shares"].values()) - 1) < 1e-9
+        if kind == "tfidf":
+            m = pred[pred.seed == 1].merge(test, on="id")
+            assert accuracy_score(m["label_y"], m["label_x"]) > 0.8, cond
+    # soft K-vector targets reach training as distributions
+    t = training_table(parse_condition("soft-t"), train_pool=split / "train_pool.parquet",
+                       label_names=labels, teacher_labels=lab)
+    y = t.targets(t.train)
+    assert y.shape[1] == 3 and not np.isin(y, (0.0, 1.0)).all()
+    np.testing.assert_allclose(y.sum(axis=1), 1.0)
+    assert t.counts["n_from_p_labels"] == len(t.train)
+
+
+def test_balanced_class_weights_hard_and_soft_alike():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from annodistill.students.conditions import class_weights
+
+    hard = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], float)
+    np.testing.assert_allclose(class_weights(hard, "balanced"),
+                               compute_class_weight("balanced", classes=np.array([0, 1]),
+                                                    y=np.array([0, 0, 0, 1])))
+    soft = np.array([[0.75, 0.25]] * 4)  # the same label mass, spread as distributions
+    np.testing.assert_allclose(class_weights(soft, "balanced"), class_weights(hard, "balanced"))
+    np.testing.assert_allclose(class_weights(soft, None), [1, 1])

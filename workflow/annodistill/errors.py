@@ -7,7 +7,7 @@ class InputError(Exception):
 
     def __init__(self, message: str, *, path: str | None = None, row: int | None = None,
                  field: str | None = None):
-        self.path, self.row, self.field = path, row, field
+        self.message, self.path, self.row, self.field = message, path, row, field
         where = []
         if path is not None:
             where.append(str(path))

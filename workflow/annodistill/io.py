@@ -26,6 +26,9 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates the file 0600; give it the mode any new file gets (0666 & ~umask) so
+        # that a collaborator in the group can read the results
+        os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, dest)
@@ -39,8 +42,36 @@ def write_text(dest: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def json_safe(obj: Any) -> Any:
+    """obj with every non-finite float (NaN, inf) as None: strict JSON that any parser reads."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def dumps(obj: Any, **kw) -> str:
+    """JSON text with NaN/inf as null (allow_nan=False guarantees nothing else slips through)."""
+    return json.dumps(json_safe(obj), allow_nan=False, default=_json_default, **kw)
+
+
 def write_json(dest: str | os.PathLike, obj: Any) -> None:
-    write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text(dest, dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

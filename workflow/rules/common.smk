@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from annodistill.config import SECTION_SCHEMAS, load_task  # noqa: E402
+from annodistill.preflight import preflight  # noqa: E402
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 
@@ -20,6 +21,9 @@ TASKS = list(config["tasks"])
 TASK_DIR = config.get("task_dir", "config/tasks")
 # Loading every codebook here turns an unknown task or a bad codebook into a DAG-build error.
 CODEBOOKS = {t: load_task(t, TASK_DIR) for t in TASKS}
+# Everything else checkable before a job runs (sizes, model specs, codebook shape, headline).
+CONFIG_FILES = ", ".join(map(str, getattr(workflow, "configfiles", None) or ["config"]))
+preflight(config, CODEBOOKS, where=CONFIG_FILES)
 SPLIT = config["split"]
 # Rules call the package as `python -m annodistill.cli ...`. `python` is the job's interpreter (the
 # venv's, or the rule's conda env under --sdm conda); the package comes from workflow/ through

@@ -17,8 +17,8 @@ rule train_student:
     log:
         "logs/{task}/students/{model}/{condition}.log",
     wildcard_constraints:
-        model="[A-Za-z0-9-]+",
-        condition="human-[0-9]+|(llm|soft)-[A-Za-z0-9-]+",
+        model=STUDENT_WIRING.model_constraint(),
+        condition=STUDENT_WIRING.condition_constraint(),
     conda:
         "../../envs/students.yaml"
     threads: STUDENT_WIRING.threads

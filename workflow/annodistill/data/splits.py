@@ -14,20 +14,16 @@ shares of the whole table (scikit-learn's stratified split).
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from ..contracts import ids_digest  # noqa: F401 - the manifest's id hash
 from ..errors import InputError
 
 MIN_PER_CLASS = 2
-
-
-def ids_digest(ids) -> str:
-    return hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()
 
 
 def make_splits(clean: pd.DataFrame, *, seed: int, test_size: int, validation_size: int,

@@ -48,17 +48,29 @@ def seed_averaged(metrics: pd.DataFrame) -> pd.DataFrame:
     first = ["kind", "teacher", "threshold", "human_n", "train_size", "n_test"]
     if metrics.empty:
         return pd.DataFrame(columns=keys + first + ["n_seeds", "n_no_label", "n_train",
-                                                    *METRICS])
+                                                    "n_degenerate", "degenerate", *METRICS])
+    metrics = metrics.assign(degenerate=_degenerate_column(metrics))
     g = metrics.groupby(keys, sort=True, dropna=False)
     out = g[first].first()
     out["n_seeds"] = g.size()
     out["n_no_label"] = g["n_no_label"].sum()
+    out["n_degenerate"] = g["degenerate"].agg(lambda v: int((v != "").sum()))
+    out["degenerate"] = g["degenerate"].agg(lambda v: "; ".join(sorted({x for x in v if x})))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         out["n_train"] = g["n_train"].mean()
         for m in METRICS:
             out[m] = g[m].mean()  # pandas skips NaN
     return out.reset_index()
+
+
+def _degenerate_column(metrics: pd.DataFrame) -> pd.Series:
+    """The `degenerate` reasons of metrics.csv rows ('' = not degenerate)."""
+    if "degenerate" not in metrics.columns:
+        raise InputError("metrics rows lack the `degenerate` column (re-run the evaluation)",
+                         field="degenerate")
+    d = metrics["degenerate"].astype(object)
+    return d.where(d.notna(), "").astype(str)
 
 
 def _order(df: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +101,10 @@ def headline(avg: pd.DataFrame) -> pd.DataFrame:
         row = {"model": model, "condition": cond, "kind": first["kind"],
                "teacher": first["teacher"], "threshold": first["threshold"],
                "train_size": sizes[0] if len(sizes) == 1 else pd.NA,
-               "n_tasks": g["task"].nunique()}
+               "n_tasks": g["task"].nunique(),
+               "n_runs": int(g["n_seeds"].sum()),
+               "n_degenerate_runs": int(g["n_degenerate"].sum()),
+               "degenerate_tasks": ", ".join(sorted(g.loc[g["n_degenerate"] > 0, "task"]))}
         row["description"] = describe(model, cond, row["kind"], row["teacher"], row["threshold"],
                                       row["train_size"])
         for m in (*SUMMARY_METRICS, "accuracy"):
@@ -97,7 +112,7 @@ def headline(avg: pd.DataFrame) -> pd.DataFrame:
             row.update({f"{m}_median": med, f"{m}_q25": q25, f"{m}_q75": q75, f"{m}_n": n})
         rows.append(row)
     cols = ["model", "condition", "kind", "teacher", "threshold", "train_size", "n_tasks",
-            "description"]
+            "n_runs", "n_degenerate_runs", "degenerate_tasks", "description"]
     cols += [f"{m}_{s}" for m in (*SUMMARY_METRICS, "accuracy") for s in ("median", "q25", "q75",
                                                                           "n")]
     return _order(pd.DataFrame(rows, columns=cols))
@@ -332,18 +347,27 @@ def load_reference(path: str | Path) -> dict:
     return ref
 
 
+GAP_STATISTICS = ("difference_of_medians", "median_of_differences")
+
+
 def paper_comparison(ref: dict, head: pd.DataFrame, gsum: pd.DataFrame, model: str | None,
                      teacher: str | None, equal_size: int | None) -> pd.DataFrame:
-    """The paper's reported numbers next to this study's, one row per quantity.
+    """The paper's reported numbers next to this study's, one row per quantity, like with like.
 
     `study` specs in the reference file: {table: headline, condition: fewshot|llm|human,
-    metric} or {table: gaps, comparison: human|fewshot, metric}; the LLM-label student is
-    `model` on `llm-<teacher>`, the human-label student `model` on `human-<equal_size>`.
+    metric} or {table: gaps, comparison: human|fewshot, metric, statistic}; the LLM-label student
+    is `model` on `llm-<teacher>`, the human-label student `model` on `human-<equal_size>`.
+    A gap is given two ways, each labelled: the difference of the two medians across tasks
+    (what the paper reports) and the median of the per-task differences (the paired statistic of
+    this study's gap tables); `study` holds the one named by the quantity's `statistic`
+    (default: difference_of_medians), so `difference` compares like with like.
     """
     rows = []
     for q in ref["quantities"]:
         spec = q.get("study") or {}
         value, n, which = np.nan, 0, ""
+        statistic = "median"
+        dom = mod = np.nan
         if spec.get("table") == "headline" and not head.empty:
             cond = {"fewshot": (teacher, "fewshot"), "llm": (model, f"llm-{teacher}"),
                     "human": (model, f"human-{equal_size}")}.get(spec.get("condition"))
@@ -353,20 +377,32 @@ def paper_comparison(ref: dict, head: pd.DataFrame, gsum: pd.DataFrame, model: s
                 if len(sel):
                     value = sel.iloc[0][f"{spec['metric']}_median"]
                     n = int(sel.iloc[0][f"{spec['metric']}_n"])
-        elif spec.get("table") == "gaps" and not gsum.empty:
-            sel = gsum[(gsum["model"] == model) & (gsum["condition"] == f"llm-{teacher}")
-                       & (gsum["comparison"] == spec.get("comparison"))
-                       & (gsum["metric"] == spec.get("metric"))]
+        elif spec.get("table") == "gaps":
+            statistic = spec.get("statistic", "difference_of_medians")
+            if statistic not in GAP_STATISTICS:
+                raise InputError(f"statistic must be one of {GAP_STATISTICS}, got {statistic!r}",
+                                 field=f"quantities.{q.get('key')}.study.statistic")
             ref_name = f"human-{equal_size}" if spec.get("comparison") == "human" else "fewshot"
             which = f"{model} / llm-{teacher} - {ref_name}"
-            if len(sel):
-                value, n = sel.iloc[0]["median_gap"], int(sel.iloc[0]["n_tasks"])
+            if not gsum.empty:
+                sel = gsum[(gsum["model"] == model) & (gsum["condition"] == f"llm-{teacher}")
+                           & (gsum["comparison"] == spec.get("comparison"))
+                           & (gsum["metric"] == spec.get("metric"))]
+                if len(sel):
+                    r = sel.iloc[0]
+                    dom = r["median_llm"] - r["median_reference"]
+                    mod, n = r["median_gap"], int(r["n_tasks"])
+                    value = dom if statistic == "difference_of_medians" else mod
         rows.append({"table": spec.get("table", ""), "metric": spec.get("metric", ""),
+                     "statistic": statistic,
                      "quantity": q["description"], "paper": q["paper"],
                      "paper_approximate": bool(q.get("approximate", False)),
-                     "study": value, "study_n_tasks": n, "study_rows": which,
+                     "study": value, "study_difference_of_medians": dom,
+                     "study_median_of_differences": mod, "study_n_tasks": n,
+                     "study_rows": which,
                      "difference": value - q["paper"] if pd.notna(value) else np.nan,
                      "key": q["key"]})
-    return pd.DataFrame(rows, columns=["key", "table", "metric", "quantity", "paper",
-                                       "paper_approximate", "study", "study_n_tasks", "study_rows",
-                                       "difference"])
+    return pd.DataFrame(rows, columns=["key", "table", "metric", "statistic", "quantity", "paper",
+                                       "paper_approximate", "study", "study_difference_of_medians",
+                                       "study_median_of_differences", "study_n_tasks",
+                                       "study_rows", "difference"])

@@ -71,6 +71,20 @@ def _ci(v, lo, hi) -> str:
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def _degenerate_cell(r) -> str:
+    if not r.n_degenerate_runs:
+        return "0"
+    return f"{r.n_degenerate_runs} of {r.n_runs} ({r.degenerate_tasks})"
+
+
+def _degenerate_note(n: int) -> str:
+    if not n:
+        return "No student run is degenerate."
+    return (f"WARNING: {n} run(s) are degenerate (one predicted class on the test set, or "
+            f"near-constant probabilities; tasks named in the last column): their recall and "
+            f"precision describe a constant predictor, not a learned classifier.")
+
+
 def _miqr(row, m) -> str:
     if pd.isna(row[f"{m}_median"]):
         return "–"
@@ -112,12 +126,15 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
 
     disp = pd.DataFrame({"condition": head["description"], "tasks": head["n_tasks"],
                          **{f"{m} median [IQR]": head.apply(_miqr, axis=1, m=m)
-                            for m in ("f1", "precision", "recall")}})
+                            for m in ("f1", "precision", "recall")},
+                         "degenerate runs": [_degenerate_cell(r) for r in head.itertuples()]})
+    n_deg = int(head["n_degenerate_runs"].sum())
     written += write_table(head, out_dir, "headline", TABLES["headline"], disp,
                            note="Median across tasks (seeds averaged within a task) with the "
                                 "interquartile range. Binary tasks: the positive class; "
                                 "multi-class: macro averages. Precision is undefined (skipped) "
-                                "for a task where nothing was predicted positive.")
+                                "for a task where nothing was predicted positive. "
+                                + _degenerate_note(n_deg))
 
     if inp.reference:
         ref = agg.load_reference(inp.reference)
@@ -127,11 +144,18 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
             "quantity": comp["quantity"],
             "paper": [f"{'about ' if a else ''}{p:.3f}" for p, a in
                       zip(comp["paper"], comp["paper_approximate"])],
+            "statistic": comp["statistic"].str.replace("_", " "),
             "this study": comp["study"], "tasks": comp["study_n_tasks"],
-            "difference": comp["difference"], "this study's rows": comp["study_rows"]})
+            "difference": comp["difference"],
+            "study: difference of medians": comp["study_difference_of_medians"],
+            "study: median of per-task differences": comp["study_median_of_differences"],
+            "this study's rows": comp["study_rows"]})
         written += write_table(comp, out_dir, "paper_comparison", TABLES["paper_comparison"], cdisp,
                                note=f"Paper: {src.get('citation', '')} {src.get('url', '')}. "
-                                    f"{src.get('note', '')}".strip())
+                                    f"{src.get('note', '')} `this study` uses the paper's "
+                                    f"statistic (a gap: the difference of the two medians "
+                                    f"across tasks); the paired median of per-task differences "
+                                    f"is shown beside it.".strip())
 
     gdisp = pd.DataFrame({
         "LLM-label student": [agg.describe(r.model, r.condition, r.kind, r.teacher, r.threshold,
@@ -165,6 +189,7 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
         "condition": [agg.describe(r.model, r.condition, r.kind, r.teacher, r.threshold,
                                    r.train_size) for r in per_task.itertuples()],
         "seeds": per_task["n_seeds"],
+        "degenerate": per_task["degenerate"].fillna(""),
         **{m: [_ci(*x) for x in zip(per_task[m], per_task[f"{m}_lo"], per_task[f"{m}_hi"])]
            for m in ("f1", "precision", "recall", "accuracy")},
         "no answer": per_task["n_no_label"]})

@@ -11,43 +11,28 @@ Inputs follow docs/contracts.md. Outputs (all under results/{task}/):
 """
 from __future__ import annotations
 
+import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..contracts import FEWSHOT, METRIC_KEY_COLUMNS, LLM_KINDS, degenerate_reason, human_condition, keeps_consistency
+from ..contracts import parse_condition as parse
 from ..errors import InputError
 from .metrics import METRICS, Bootstrap, Scheme, paired_gap, score, sklearn_scores
 
 log = logging.getLogger(__name__)
-
-_HUMAN = re.compile(r"^human-(\d+)$")
-_CONS = re.compile(r"^llm-([A-Za-z0-9-]+?)-cons(\d+)$")
-_LLM = re.compile(r"^llm-([A-Za-z0-9-]+)$")
-_SOFT = re.compile(r"^soft-([A-Za-z0-9-]+)$")
 
 DEFAULT_BINS = (0.0, 0.5, 0.75, 1.0)
 DEFAULT_THRESHOLDS = (0, 50, 60, 67, 75, 80, 90, 100)
 
 
 def parse_condition(name: str) -> dict:
-    """Condition name -> {kind, teacher, threshold, human_n} (docs/contracts.md)."""
-    if name == "fewshot":
-        return {"kind": "fewshot", "teacher": None, "threshold": None, "human_n": None}
-    if m := _HUMAN.match(name):
-        return {"kind": "human", "teacher": None, "threshold": None, "human_n": int(m.group(1))}
-    if m := _CONS.match(name):
-        return {"kind": "llm_consistency", "teacher": m.group(1), "threshold": int(m.group(2)),
-                "human_n": None}
-    if m := _LLM.match(name):
-        return {"kind": "llm", "teacher": m.group(1), "threshold": None, "human_n": None}
-    if m := _SOFT.match(name):
-        return {"kind": "soft", "teacher": m.group(1), "threshold": None, "human_n": None}
-    raise InputError(f"unknown condition {name!r} (expected human-<n>, llm-<teacher>, "
-                     f"llm-<teacher>-cons<t>, soft-<teacher>)", field="condition")
+    """Condition name -> {kind, teacher, threshold, human_n} (annodistill.contracts)."""
+    return parse(name, allow_fewshot=True).as_row()
 
 
 def _read(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
@@ -132,39 +117,30 @@ class TaskResults:
     sweep: pd.DataFrame
 
 
-def _n_train(run_json: Path, seed: int) -> float:
-    """n_train of one seed from run.json when the student stage wrote it (NaN otherwise)."""
-    import json
-
+def _run_seeds(run_json: Path) -> dict[int, dict]:
+    """run.json's per-seed records (docs/students.md: `seeds`, a list with `seed`, `n_train`)."""
     if not run_json.exists():
-        return np.nan
+        raise InputError("run.json of a student run not found", path=str(run_json))
     try:
         data = json.loads(run_json.read_text(encoding="utf-8"))
-    except ValueError:
-        return np.nan
+    except ValueError as exc:
+        raise InputError(f"run.json is not JSON: {exc}", path=str(run_json)) from None
+    seeds = data.get("seeds") if isinstance(data, dict) else None
+    if not isinstance(seeds, list) or not all(isinstance(r, dict) and "seed" in r and
+                                              "n_train" in r for r in seeds):
+        raise InputError("run.json lacks the per-seed list `seeds` with `seed` and `n_train`",
+                         path=str(run_json), field="seeds")
+    return {int(r["seed"]): r for r in seeds}
 
-    def find(obj):
-        if isinstance(obj, dict):
-            if "n_train" in obj and isinstance(obj["n_train"], (int, float)):
-                s = obj.get("seed")
-                if s is None or int(s) == int(seed):
-                    return obj["n_train"]
-            for k, v in obj.items():
-                if str(k) == str(seed) and isinstance(v, dict) and "n_train" in v:
-                    return v["n_train"]
-            for v in obj.values():
-                r = find(v)
-                if r is not None:
-                    return r
-        elif isinstance(obj, list):
-            for v in obj:
-                r = find(v)
-                if r is not None:
-                    return r
-        return None
 
-    r = find(data)
-    return float(r) if r is not None else np.nan
+def _probs(g: pd.DataFrame, scheme: Scheme) -> np.ndarray | None:
+    """(n, K) predicted probabilities from `p_labels` (JSON), else (n,) `p_positive`, else None."""
+    if "p_labels" in g.columns and g["p_labels"].notna().all():
+        return np.array([[float(json.loads(v).get(lab, np.nan)) for lab in scheme.labels]
+                         for v in g["p_labels"]])
+    if "p_positive" in g.columns and g["p_positive"].notna().all():
+        return g["p_positive"].to_numpy(dtype=float)
+    return None
 
 
 def evaluate_task(inp: TaskInputs, boot: Bootstrap) -> TaskResults:
@@ -185,7 +161,11 @@ def evaluate_task(inp: TaskInputs, boot: Bootstrap) -> TaskResults:
         df = _read(path, ["seed", "id", "label"], "predictions")
         if df.empty:
             raise InputError("predictions file is empty", path=str(path))
+        run_seeds = _run_seeds(Path(path).parent / "run.json")
         for seed, g in df.groupby("seed", sort=True):
+            if int(seed) not in run_seeds:
+                raise InputError(f"seed {seed} of the predictions has no record in run.json",
+                                 path=str(Path(path).parent / "run.json"), field="seeds")
             g = _aligned(g.reset_index(drop=True), test_ids, str(path), f"seed {seed}")
             _check_labels(g["label"].reset_index(drop=True), scheme, str(path), f"seed {seed}",
                           allow_null=False)
@@ -194,8 +174,10 @@ def evaluate_task(inp: TaskInputs, boot: Bootstrap) -> TaskResults:
             train_size = (info["human_n"] if info["kind"] == "human" else inp.llm_train_size)
             rows.append({"task": inp.task, "model": model, "condition": cond, **info,
                          "seed": int(seed), "train_size": train_size,
-                         "n_train": _n_train(Path(path).parent / "run.json", int(seed)),
+                         "n_train": float(run_seeds[int(seed)]["n_train"]),
                          "n_test": len(test_ids), "n_no_label": 0,
+                         "degenerate": degenerate_reason(y_pred, _probs(g, scheme),
+                                                         n_labels=len(scheme.labels)),
                          **score(y_true, y_pred, scheme, boot)})
     for path in sorted(inp.teacher_test):
         teacher = parse_teacher_path(path)
@@ -204,14 +186,14 @@ def evaluate_task(inp: TaskInputs, boot: Bootstrap) -> TaskResults:
         labels = df["label"].reset_index(drop=True)
         _check_labels(labels, scheme, str(path), "teacher test labels", allow_null=True)
         y_pred = np.array([v if isinstance(v, str) else None for v in labels], dtype=object)
-        preds[(teacher, "fewshot")] = [y_pred]
-        rows.append({"task": inp.task, "model": teacher, "condition": "fewshot",
-                     **parse_condition("fewshot"), "teacher": teacher, "seed": pd.NA,
+        preds[(teacher, FEWSHOT)] = [y_pred]
+        rows.append({"task": inp.task, "model": teacher, "condition": FEWSHOT,
+                     **parse_condition(FEWSHOT), "teacher": teacher, "seed": pd.NA,
                      "train_size": np.nan, "n_train": np.nan, "n_test": len(test_ids),
                      "n_no_label": int(labels.isna().sum()),
+                     "degenerate": degenerate_reason(y_pred, n_labels=len(scheme.labels)),
                      **score(y_true, y_pred, scheme, boot)})
-    cols = ["task", "model", "condition", "kind", "teacher", "threshold", "human_n", "seed",
-            "train_size", "n_train", "n_test", "n_no_label"]
+    cols = list(METRIC_KEY_COLUMNS)
     metric_cols = [f"{m}{s}" for m in METRICS for s in ("", "_lo", "_hi")]
     metrics = pd.DataFrame(rows, columns=cols + metric_cols)
     metrics["average"] = scheme.average
@@ -229,13 +211,14 @@ def _gaps(inp: TaskInputs, y_true, preds: dict, boot: Bootstrap) -> pd.DataFrame
     out = []
     for (model, cond), p in sorted(preds.items()):
         info = parse_condition(cond)
-        if info["kind"] not in ("llm", "llm_consistency", "soft"):
+        if info["kind"] not in LLM_KINDS:
             continue
         refs = []
-        if equal is not None and (model, f"human-{equal}") in preds:
-            refs.append(("human", f"human-{equal}", preds[(model, f"human-{equal}")]))
-        if (info["teacher"], "fewshot") in preds:
-            refs.append(("fewshot", "fewshot", preds[(info["teacher"], "fewshot")]))
+        human = human_condition(equal) if equal is not None else None
+        if human is not None and (model, human) in preds:
+            refs.append(("human", human, preds[(model, human)]))
+        if (info["teacher"], FEWSHOT) in preds:
+            refs.append((FEWSHOT, FEWSHOT, preds[(info["teacher"], FEWSHOT)]))
         for comparison, ref_cond, ref in refs:
             g = paired_gap(y_true, p, ref, inp.scheme, boot)
             out.append({"task": inp.task, "model": model, "condition": cond, "kind": info["kind"],
@@ -298,7 +281,7 @@ def _consistency(inp: TaskInputs, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.
             continue
         thresholds = sorted(set(inp.thresholds))
         for t in thresholds:
-            keep = parsed & (np.nan_to_num(cons, nan=-1.0) >= t / 100 - 1e-9)
+            keep = parsed & keeps_consistency(cons, t)  # the students' rule (contracts)
             n_keep = int(keep.sum())
             kept_pred, kept_true = label[keep], truth[keep]
             pos = inp.scheme.positive

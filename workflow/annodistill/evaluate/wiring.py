@@ -35,7 +35,7 @@ class EvaluationWiring:
     def teachers(self) -> list[str]:
         if self._teacher_names is not None:
             return list(self._teacher_names())
-        from ..students.wiring import teacher_names
+        from ..contracts import teacher_names
 
         return teacher_names(self.config)
 

@@ -45,9 +45,6 @@ def _train(args) -> int:
     else:
         spec = model_spec(load_study(args.config)["students"], args.model_name)
     cb = _codebook(args.codebook)
-    if not cb.is_binary:
-        raise InputError("the student stage trains binary classifiers; the codebook has "
-                         f"{len(cb.labels)} labels", path=args.codebook, field="labels")
     rec = run_job(task=args.task, model_name=args.model_name, condition=args.condition,
                   spec=spec, codebook=cb, splits_dir=Path(args.splits_dir),
                   out_predictions=args.predictions, out_run=args.run_json,

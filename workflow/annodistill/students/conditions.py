@@ -1,79 +1,71 @@
-"""Training conditions: names and the training table each name stands for.
+"""Training conditions: the training table each condition name stands for.
 
-A condition name is a path component (docs/contracts.md):
+Condition names are owned by `annodistill.contracts` (parse_condition, condition_names):
 - `human-{n}`: human labels, the first n items of the training pool (`rank < n`);
 - `llm-{teacher}`: teacher labels on the LLM set; items with a null label are dropped and counted;
-- `llm-{teacher}-cons{t}`: the same, only items whose consistency, rounded to whole percent,
-  is at least t (so `cons67` keeps 2 of 3 votes);
-- `soft-{teacher}`: the target is the teacher's positive-class probability `p_positive`; where the
-  teacher gave none, the positive vote share derived from `label` and `consistency`.
+- `llm-{teacher}-cons{t}`: the same, only items that `contracts.keeps_consistency` keeps at t
+  (whole percent: `cons67` keeps 2 of 3 equal answers);
+- `soft-{teacher}`: the target is the teacher's distribution over the codebook's labels: the
+  `p_labels` column where the teacher wrote one; for binary tasks otherwise `p_positive`, else the
+  vote share derived from `label` and `consistency`.
 
-`training_table(...)` returns a frame with `id`, `text`, `target` (float, P(positive)) and
-`label` (the hard label of the same source, used by selection and stratification).
+`training_table(...)` returns a `TrainingTable`: the condition's **base ids** (the texts the
+condition is defined on, in rank order, before any label-dependent filtering: the same ids for
+`human-N` and every LLM condition of size N), the training frame (`id`, `text`, `label`, and one
+target column per codebook label, `target_0..target_{K-1}`, a probability distribution), and the
+selection frame (for `same_source` selection: the same rows, but never consistency-filtered, so
+every condition selects on the same held-out ids).
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..contracts import POOL_COLUMNS, Condition, keeps_consistency
+from ..contracts import condition_names, parse_condition  # noqa: F401 - re-exported
 from ..errors import InputError
 
-_HUMAN = re.compile(r"^human-(\d+)$")
-_CONS = re.compile(r"^llm-([A-Za-z0-9-]+?)-cons(\d+)$")
-_LLM = re.compile(r"^llm-([A-Za-z0-9-]+)$")
-_SOFT = re.compile(r"^soft-([A-Za-z0-9-]+)$")
 
+def class_weights(targets: np.ndarray, class_weight: str | None) -> np.ndarray:
+    """Per-label loss weights (K,): ones, or scikit-learn's 'balanced' weights computed over the
+    target mass of each label (each item's unit weight split over the labels by its target
+    distribution), so hard and soft targets are reweighted alike."""
+    from sklearn.utils.class_weight import compute_class_weight
 
-@dataclass(frozen=True)
-class Condition:
-    name: str
-    kind: str                      # human | llm | llm_consistency | soft
-    n: int | None = None           # human training size
-    teacher: str | None = None
-    threshold: int | None = None   # consistency threshold in percent
-
-    @property
-    def uses_teacher(self) -> bool:
-        return self.teacher is not None
-
-
-def parse_condition(name: str) -> Condition:
-    if m := _HUMAN.match(name):
-        return Condition(name, "human", n=int(m.group(1)))
-    if m := _CONS.match(name):
-        t = int(m.group(2))
-        if not 0 <= t <= 100:
-            raise InputError(f"consistency threshold must be 0..100, got {t}", field="condition")
-        return Condition(name, "llm_consistency", teacher=m.group(1), threshold=t)
-    if m := _LLM.match(name):
-        return Condition(name, "llm", teacher=m.group(1))
-    if m := _SOFT.match(name):
-        return Condition(name, "soft", teacher=m.group(1))
-    raise InputError(f"unknown condition {name!r} (expected human-<n>, llm-<teacher>, "
-                     f"llm-<teacher>-cons<t> or soft-<teacher>)", field="condition")
-
-
-def condition_names(kinds: dict, train_sizes: list[int], teachers: list[str]) -> list[str]:
-    """Expand a `conditions:` block ({human: bool, llm: bool, llm_consistency: [t..], soft: bool})."""
-    out: list[str] = []
-    if kinds.get("human", True):
-        sizes = kinds.get("human_sizes") or train_sizes
-        extra = sorted(set(sizes) - set(train_sizes))
-        if extra:
-            raise InputError(f"human_sizes {extra} are not in split.train_sizes {train_sizes}",
-                             field="students.conditions.human_sizes")
-        out += [f"human-{n}" for n in sizes]
-    for t in teachers:
-        if kinds.get("llm", True):
-            out.append(f"llm-{t}")
-        out += [f"llm-{t}-cons{c}" for c in kinds.get("llm_consistency", [])]
-        if kinds.get("soft", True):
-            out.append(f"soft-{t}")
+    k = targets.shape[1]
+    if class_weight in (None, "none"):
+        return np.ones(k)
+    if class_weight != "balanced":
+        raise InputError(f"class_weight must be 'balanced' or null, got {class_weight!r}",
+                         field="class_weight")
+    present = np.flatnonzero(targets.sum(axis=0) > 0)
+    sub = targets[:, present]
+    rows, cols = np.nonzero(sub > 0)
+    w = compute_class_weight("balanced", classes=np.arange(len(present)), y=cols,
+                             sample_weight=sub[rows, cols])
+    out = np.ones(k)
+    out[present] = w
     return out
+
+
+def target_columns(k: int) -> list[str]:
+    return [f"target_{j}" for j in range(k)]
+
+
+@dataclass
+class TrainingTable:
+    base_ids: list[str]              # the condition's texts in rank order (label-independent)
+    train: pd.DataFrame              # id, text, label, target_0..target_{K-1}
+    select: pd.DataFrame             # the rows selection may use (no consistency filter)
+    counts: dict = field(default_factory=dict)
+
+    def targets(self, frame: pd.DataFrame) -> np.ndarray:
+        cols = [c for c in frame.columns if c.startswith("target_")]
+        return frame[cols].to_numpy(dtype=np.float64)
 
 
 def _read(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
@@ -87,28 +79,84 @@ def _read(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
     return df
 
 
-def _hard_target(labels: pd.Series, positive: str, allowed: list[str], where: str) -> np.ndarray:
-    bad = ~labels.isin(allowed)
+def _one_hot(labels: pd.Series, label_names: list[str], where: str) -> np.ndarray:
+    index = {n: j for j, n in enumerate(label_names)}
+    bad = ~labels.isin(label_names)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"label {labels.iloc[i]!r} is not one of {allowed}", path=where, row=i,
+        raise InputError(f"label {labels.iloc[i]!r} is not one of {label_names}", path=where, row=i,
                          field="label")
-    return (labels == positive).to_numpy(dtype=np.float64)
+    out = np.zeros((len(labels), len(label_names)))
+    out[np.arange(len(labels)), [index[v] for v in labels]] = 1.0
+    return out
 
 
-def training_table(cond: Condition, *, train_pool: str | Path, positive: str,
-                   label_names: list[str],
-                   teacher_labels: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
-    """The training table of a condition and a dict of counts (n_source, n_dropped, ...)."""
-    pool = _read(train_pool, ["id", "text", "label", "rank"], "training pool")
+def _with_targets(df: pd.DataFrame, targets: np.ndarray) -> pd.DataFrame:
+    df = df[["id", "text", "label"]].reset_index(drop=True).copy()
+    for j, col in enumerate(target_columns(targets.shape[1])):
+        df[col] = targets[:, j]
+    return df
+
+
+def _soft_targets(lab: pd.DataFrame, label_names: list[str], positive: str | None,
+                  where: str) -> tuple[np.ndarray, dict]:
+    """(n, K) teacher distributions; rows without one are NaN. Also counts by source."""
+    k = len(label_names)
+    out = np.full((len(lab), k), np.nan)
+    counts = {"n_from_p_labels": 0, "n_from_p_positive": 0, "n_from_consistency": 0}
+    if "p_labels" in lab.columns:
+        for i, raw in enumerate(lab["p_labels"]):
+            if not isinstance(raw, str) or not raw:
+                continue
+            try:
+                d = json.loads(raw)
+                vec = np.array([float(d.get(n, 0.0)) for n in label_names])
+            except (ValueError, TypeError, AttributeError):
+                raise InputError(f"p_labels {raw!r} is not a JSON object of label -> probability",
+                                 path=where, row=i, field="p_labels") from None
+            if (vec < -1e-9).any() or abs(vec.sum() - 1.0) > 1e-3:
+                raise InputError(f"p_labels {raw!r} is not a distribution over {label_names}",
+                                 path=where, row=i, field="p_labels")
+            out[i] = np.clip(vec, 0, 1) / np.clip(vec, 0, 1).sum()
+            counts["n_from_p_labels"] += 1
+    if k == 2 and positive is not None:
+        pos_j = label_names.index(positive)
+        has_label = lab["label"].notna().to_numpy()
+        cons = lab["consistency"].astype(float).to_numpy()
+        p = lab["p_positive"].astype(float).to_numpy()
+        bad = (p < 0) | (p > 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(f"p_positive {p[i]} outside [0, 1]", path=where, row=i,
+                             field="p_positive")
+        is_pos = (lab["label"] == positive).fillna(False).to_numpy(dtype=bool)
+        vote = np.where(is_pos, cons, 1.0 - cons)
+        for i in np.flatnonzero(np.isnan(out).any(axis=1)):
+            if not np.isnan(p[i]):
+                q, src = p[i], "n_from_p_positive"
+            elif has_label[i] and not np.isnan(cons[i]):
+                q, src = vote[i], "n_from_consistency"
+            else:
+                continue
+            out[i, pos_j], out[i, 1 - pos_j] = q, 1.0 - q
+            counts[src] += 1
+    return out, counts
+
+
+def training_table(cond: Condition, *, train_pool: str | Path, label_names: list[str],
+                   positive: str | None = None,
+                   teacher_labels: str | Path | None = None) -> TrainingTable:
+    """The training table of a condition, its base ids and counts (n_source, n_dropped, ...)."""
+    pool = _read(train_pool, POOL_COLUMNS, "training pool")
+    pool = pool.assign(id=pool["id"].astype(str))
     if cond.kind == "human":
         if cond.n > len(pool):
             raise InputError(f"training set of size {cond.n} requested, the pool holds "
                              f"{len(pool)}", path=str(train_pool))
         df = pool[pool["rank"] < cond.n].sort_values("rank").reset_index(drop=True)
-        df = df[["id", "text", "label"]].copy()
-        df["target"] = _hard_target(df["label"], positive, label_names, str(train_pool))
-        return df, {"n_source": len(df), "n_dropped_no_label": 0, "n_dropped_consistency": 0}
+        df = _with_targets(df, _one_hot(df["label"], label_names, str(train_pool)))
+        counts = {"n_source": len(df), "n_dropped_no_label": 0, "n_dropped_consistency": 0}
+        return TrainingTable(df["id"].tolist(), df, df, counts)
 
     if teacher_labels is None:
         raise InputError(f"condition {cond.name!r} needs the teacher's labels_train.parquet")
@@ -118,47 +166,37 @@ def training_table(cond: Condition, *, train_pool: str | Path, positive: str,
     if lab["id"].duplicated().any():
         i = int(np.flatnonzero(lab["id"].duplicated().to_numpy())[0])
         raise InputError(f"duplicate id {lab['id'].iloc[i]!r}", path=where, row=i, field="id")
-    texts = pool.set_index(pool["id"].astype(str))
-    unknown = ~lab["id"].isin(texts.index)
+    unknown = ~lab["id"].isin(pool["id"])
     if unknown.any():
         i = int(np.flatnonzero(unknown.to_numpy())[0])
         raise InputError(f"id {lab['id'].iloc[i]!r} is not in the training pool (a teacher label "
                          f"for an item outside the pool: test or validation leak?)", path=where,
                          row=i, field="id")
-    lab = lab.merge(pool[["id", "text", "rank"]].astype({"id": str}), on="id", how="left")
+    lab = lab.merge(pool[["id", "text", "rank"]], on="id", how="left")
     lab = lab.sort_values("rank").reset_index(drop=True)
-    n_source = len(lab)
-    counts = {"n_source": n_source, "n_dropped_no_label": 0, "n_dropped_consistency": 0}
-    has_label = lab["label"].notna()
+    base_ids = lab["id"].tolist()
+    counts = {"n_source": len(lab), "n_dropped_no_label": 0, "n_dropped_consistency": 0}
     if cond.kind in ("llm", "llm_consistency"):
+        has_label = lab["label"].notna().to_numpy()
         counts["n_dropped_no_label"] = int((~has_label).sum())
         lab = lab[has_label].reset_index(drop=True)
-        if cond.kind == "llm_consistency":
-            # in whole percent, so that cons67 keeps 2 of 3 votes (66.7 % rounds to 67)
-            keep = np.floor(lab["consistency"].astype(float) * 100 + 0.5) >= cond.threshold
-            counts["n_dropped_consistency"] = int((~keep).sum())
-            lab = lab[keep].reset_index(drop=True)
         lab["label"] = lab["label"].astype(str)
-        lab["target"] = _hard_target(lab["label"], positive, label_names, where)
+        full = _with_targets(lab, _one_hot(lab["label"], label_names, where))
+        train = full
+        if cond.kind == "llm_consistency":
+            keep = keeps_consistency(lab["consistency"], cond.threshold)
+            counts["n_dropped_consistency"] = int((~keep).sum())
+            train = full[keep].reset_index(drop=True)
     else:  # soft
-        p = lab["p_positive"].astype(float)
-        cons = lab["consistency"].astype(float)
-        is_pos = (lab["label"] == positive).astype(float)
-        vote_share = np.where(is_pos == 1.0, cons, 1.0 - cons)
-        counts["n_from_consistency"] = int((p.isna() & has_label & cons.notna()).sum())
-        p = p.where(p.notna(), pd.Series(np.where(has_label & cons.notna(), vote_share, np.nan)))
-        keep = p.notna().to_numpy()
+        targets, src = _soft_targets(lab, label_names, positive, where)
+        counts.update(src)
+        keep = ~np.isnan(targets).any(axis=1)
         counts["n_dropped_no_label"] = int((~keep).sum())
-        bad = (p < 0) | (p > 1)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"p_positive {p.iloc[i]} outside [0, 1]", path=where, row=i,
-                             field="p_positive")
-        lab = lab.assign(target=p)[keep].reset_index(drop=True)
-        # the hard label of the same source (for selection): the teacher's label, else p >= 0.5
-        neg = [n for n in label_names if n != positive][0]
-        hard = np.where(lab["target"] >= 0.5, positive, neg)
-        lab["label"] = lab["label"].where(lab["label"].notna(), pd.Series(hard)).astype(str)
-    if lab.empty:
+        lab, targets = lab[keep].reset_index(drop=True), targets[keep]
+        # the hard label of the same source (for selection): the teacher's label, else the argmax
+        hard = pd.Series([label_names[j] for j in targets.argmax(axis=1)], dtype=object)
+        lab["label"] = lab["label"].astype(object).where(lab["label"].notna(), hard).astype(str)
+        train = full = _with_targets(lab, targets)
+    if train.empty:
         raise InputError(f"condition {cond.name!r} leaves no training items", path=where)
-    return lab[["id", "text", "label", "target"]], counts
+    return TrainingTable(base_ids, train, full, counts)

@@ -4,14 +4,17 @@ Efficiency, in the order it matters on a CPU:
 - texts are tokenised once per job (no padding, truncated to `max_length`);
 - batches are formed from length-sorted groups (`length_grouped_batches`) and padded only to the
   longest item of the batch (dynamic padding); evaluation runs length-sorted with larger batches;
-- the epochs axis of the grid can share one run per (learning rate, batch size): the run is scored
-  on the selection split after each listed epoch (`share_epochs: true`);
+- every grid point (learning rate, batch size, epochs) is its own run with its own linear schedule,
+  as in the paper; `share_epochs: true` is an opt-in approximation that scores one run of the
+  largest epoch count after each listed epoch (docs/students.md gives its measured effect);
 - no checkpoint is written inside the grid: the best trainable parameters are copied in memory;
 - on CUDA: bf16 autocast (when supported), TF32 matmuls, and on out-of-memory a retry with half
   the per-device batch and twice the gradient accumulation (same effective batch).
 
-The targets are probabilities of the positive class (one-hot for hard labels, the teacher's
-probability for soft labels); the loss is the cross-entropy against that distribution.
+The targets are distributions over the codebook's K labels (one-hot for hard labels, the teacher's
+distribution for soft labels); the loss is the cross-entropy against that distribution. The grid
+winner is chosen by `selection.selection_key` (a constant predictor never wins while a
+non-constant grid point exists; then the configured metric, macro-F1 by default; ties by loss).
 """
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 log = logging.getLogger(__name__)
 
@@ -93,29 +95,19 @@ def _autocast(device, enabled: bool):
 
 def predict_proba(model, enc: Encoded, *, device, batch_size: int, pad_id: int, side: str,
                   bf16: bool = True) -> np.ndarray:
-    """P(positive) for every item, in the input order (evaluated length-sorted)."""
+    """(n, K) class probabilities for every item, in the input order (evaluated length-sorted)."""
     import torch
 
     model.eval()
     order = np.argsort(-enc.lengths, kind="stable")
-    out = np.empty(len(enc), dtype=np.float64)
+    out = np.empty((len(enc), model.config.num_labels), dtype=np.float64)
     with torch.inference_mode(), _autocast(device, bf16):
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             batch = {k: v.to(device) for k, v in collate(enc, idx, pad_id, side).items()}
             logits = model(**batch).logits.float()
-            out[idx] = torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
+            out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
     return out
-
-
-def selection_score(p: np.ndarray, labels01: np.ndarray, targets: np.ndarray) -> dict:
-    pred = (p >= 0.5).astype(int)
-    f1 = f1_score(labels01.astype(int), pred, pos_label=1, zero_division=0)
-    t = np.clip(targets, 0, 1)
-    pc = np.clip(p, 1e-7, 1 - 1e-7)
-    loss = float(np.mean(-(t * np.log(pc) + (1 - t) * np.log(1 - pc))))
-    acc = float(np.mean(pred == labels01))
-    return {"f1": float(f1), "loss": loss, "accuracy": acc}
 
 
 def _trainable(model) -> dict:
@@ -152,26 +144,36 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def train_grid(model, *, train: Encoded, targets: np.ndarray, select: Encoded,
-               select_labels01: np.ndarray, select_targets: np.ndarray, spec: dict, seed: int,
-               device, pad_id: int, side: str) -> dict:
-    """Run the grid, leave the winner's weights in `model`, return records and timings."""
+               select_labels: np.ndarray, select_targets: np.ndarray, spec: dict, seed: int,
+               device, pad_id: int, side: str, positive_index: int | None = None) -> dict:
+    """Run the grid, leave the winner's weights in `model`, return records and timings.
+
+    targets/select_targets: (n, K) distributions; select_labels: codes 0..K-1 of the selection
+    split's hard labels (same source); positive_index: the positive class's code (binary)."""
     import torch
 
+    from .selection import selection_key
+
     grid = spec["grid"]
-    runs = grid_runs(grid, spec.get("share_epochs", True))
+    metric = spec.get("selection_metric", "macro_f1")
+    runs = grid_runs(grid, spec.get("share_epochs", False))
     init = _trainable(model)
     eval_bs = spec.get("eval_batch_size", 128)
     bf16 = spec.get("bf16", True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    y = torch.tensor(np.stack([1 - targets, targets], axis=1), dtype=torch.float32)
+    y = torch.tensor(np.asarray(targets, dtype=np.float64), dtype=torch.float32)
+    from .conditions import class_weights
+
+    cw = torch.tensor(class_weights(np.asarray(targets, float), spec.get("class_weight")),
+                      dtype=torch.float32, device=device)
     lengths = train.lengths
     records: list[dict] = []
     best = {"key": None, "rec": None, "params": None}
 
     def consider(rec: dict) -> None:
-        key = (rec["selection_f1"], -rec["selection_loss"])  # ties: lower loss, then grid order
+        key = selection_key(rec, metric)  # ties: lower loss, then grid order
         if best["key"] is None or key > best["key"]:
             best.update(key=key, rec=rec, params=_trainable(model))
 
@@ -184,8 +186,8 @@ def train_grid(model, *, train: Encoded, targets: np.ndarray, select: Encoded,
             before = dict(best)
             try:
                 out = _one_run(model, run, r_idx, accum, train, y, lengths, select,
-                               select_labels01, select_targets, spec, seed, device, pad_id,
-                               side, eval_bs, bf16, consider)
+                               select_labels, select_targets, spec, seed, device, pad_id,
+                               side, eval_bs, bf16, consider, positive_index, cw)
                 break
             except Exception as exc:  # noqa: BLE001 - only CUDA OOM is retried
                 if device.type != "cuda" or not _is_oom(exc):
@@ -207,6 +209,7 @@ def train_grid(model, *, train: Encoded, targets: np.ndarray, select: Encoded,
     grid_seconds = time.perf_counter() - t_grid
     _restore(model, best["params"])
     chosen = {k: best["rec"][k] for k in ("learning_rate", "batch_size", "epochs")}
+    chosen["selection_metric"] = metric
     return {"chosen": chosen, "grid": records, "train_seconds": train_seconds,
             "grid_seconds": grid_seconds, "examples": examples,
             "examples_per_s": examples / train_seconds if train_seconds > 0 else None}
@@ -222,10 +225,12 @@ def _adamw(params, **kw):
         return torch.optim.AdamW(params, foreach=True, **kw)
 
 
-def _one_run(model, run, r_idx, accum, train, y, lengths, select, select_labels01,
-             select_targets, spec, seed, device, pad_id, side, eval_bs, bf16, consider) -> dict:
+def _one_run(model, run, r_idx, accum, train, y, lengths, select, select_labels,
+             select_targets, spec, seed, device, pad_id, side, eval_bs, bf16, consider,
+             positive_index, class_weight) -> dict:
     import torch
 
+    from .selection import grid_record
     lr, bs = run["learning_rate"], run["batch_size"]
     n_epochs = max(run["checkpoints"])
     torch.manual_seed(seed * 1009 + r_idx)
@@ -256,8 +261,9 @@ def _one_run(model, run, r_idx, accum, train, y, lengths, select, select_labels0
                 with _autocast(device, bf16):
                     logits = model(**batch).logits
                 target = y[idx].to(device)
-                loss = torch.nn.functional.cross_entropy(logits.float(), target,
-                                                         reduction="sum") / len(batch_idx)
+                # soft cross-entropy, each label's term weighted (class_weight; ones by default)
+                logp = torch.nn.functional.log_softmax(logits.float(), dim=-1)
+                loss = -(target * class_weight * logp).sum() / len(batch_idx)
                 loss.backward()
             if clip:
                 torch.nn.utils.clip_grad_norm_(params, clip)
@@ -270,12 +276,11 @@ def _one_run(model, run, r_idx, accum, train, y, lengths, select, select_labels0
         if epoch in run["checkpoints"]:
             p = predict_proba(model, select, device=device, batch_size=eval_bs, pad_id=pad_id,
                               side=side, bf16=bf16)
-            score = selection_score(p, select_labels01, select_targets)
             rec = {"learning_rate": lr, "batch_size": bs, "epochs": epoch,
-                   "selection_f1": score["f1"], "selection_loss": score["loss"],
-                   "selection_accuracy": score["accuracy"]}
-            log.info("lr=%g batch=%d epoch=%d: selection F1 %.4f, loss %.4f", lr, bs, epoch,
-                     score["f1"], score["loss"])
+                   **grid_record(p, select_labels, select_targets, positive_index)}
+            log.info("lr=%g batch=%d epoch=%d: selection macro-F1 %.4f, loss %.4f%s", lr, bs,
+                     epoch, rec["selection_macro_f1"], rec["selection_loss"],
+                     " (one class)" if rec["selection_constant"] else "")
             points.append(rec)
             consider(rec)
     return {"points": points, "train_seconds": train_seconds, "examples": examples}

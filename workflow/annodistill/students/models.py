@@ -78,12 +78,21 @@ def prepare_tokenizer(tok, model_type: str, kind: str):
     return tok
 
 
-def build_model(path: str, spec: dict, *, seed: int, device, pad_token_id: int):
-    """A fresh 2-class sequence classifier (classification head initialised from `seed`)."""
+def build_model(path: str, spec: dict, *, seed: int, device, pad_token_id: int,
+                num_labels: int = 2, labels: list[str] | None = None):
+    """A fresh K-class sequence classifier (classification head initialised from `seed`).
+
+    With `labels` (the codebook's label names, in order) the config's id2label / label2id name
+    the head's outputs, so saved weights say which output is which label."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    cfg = AutoConfig.from_pretrained(path, num_labels=2)
+    if labels is not None:
+        num_labels = len(labels)
+    cfg = AutoConfig.from_pretrained(path, num_labels=int(num_labels))
+    if labels is not None:
+        cfg.id2label = dict(enumerate(labels))
+        cfg.label2id = {name: i for i, name in enumerate(labels)}
     cfg.pad_token_id = pad_token_id
     on_cuda = device.type == "cuda"
     dtype = torch.float32

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 from ..errors import InputError
-from .conditions import condition_names
+from ..contracts import condition_names
 
 # study-wide keys a model inherits (and may override)
 INHERITED = {
@@ -23,7 +23,9 @@ INHERITED = {
     "warmup_ratio": 0.1,
     "weight_decay": 0.01,
     "max_grad_norm": 1.0,
-    "share_epochs": True,
+    "share_epochs": False,     # True: the opt-in approximation (docs/students.md)
+    "selection_metric": "macro_f1",
+    "class_weight": None,
     "bf16": True,
 }
 DEFAULT_CONDITIONS = {"human": True, "llm": True, "llm_consistency": [], "soft": True}

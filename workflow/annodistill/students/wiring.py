@@ -7,39 +7,8 @@ from __future__ import annotations
 
 import json
 
+from ..contracts import CONDITION_PATTERN, NAME_PATTERN, teacher_names, teacher_of
 from .spec import model_conditions, model_spec
-
-# keys of a `teachers:` section that are settings, not teachers
-TEACHER_SETTINGS = {"cache_dir", "cache", "defaults", "gate", "server", "servers", "budget_usd",
-                    "prompt", "sampling"}
-
-
-def teacher_names(config: dict) -> list[str]:
-    """Configured teacher names: `teachers.models` keys, a list of {name: ...}, or plain keys."""
-    section = config.get("teachers") or {}
-
-    def names(items):
-        return [t["name"] if isinstance(t, dict) else str(t) for t in items]
-
-    if isinstance(section, list):
-        return names(section)
-    models = section.get("models")
-    if isinstance(models, dict):
-        active = section.get("active")  # the teacher stage labels only these (default: all)
-        return list(models) if active is None else [str(a) for a in active]
-    if isinstance(models, list):
-        return names(models)
-    return [k for k, v in section.items() if k not in TEACHER_SETTINGS and isinstance(v, dict)]
-
-
-def teacher_of(condition: str) -> str | None:
-    for prefix in ("llm-", "soft-"):
-        if condition.startswith(prefix):
-            name = condition[len(prefix):]
-            head, sep, tail = name.rpartition("-cons")
-            return head if (prefix == "llm-" and sep and tail.isdigit()) else name
-    return None
-
 
 class StudentWiring:
     def __init__(self, config: dict, tasks: list[str], task_dir: str):
@@ -50,6 +19,14 @@ class StudentWiring:
     def conditions(self, model: str) -> list[str]:
         return model_conditions(self.students, model, self.config["split"]["train_sizes"],
                                 teacher_names(self.config))
+
+    @staticmethod
+    def model_constraint() -> str:
+        return NAME_PATTERN
+
+    @staticmethod
+    def condition_constraint() -> str:
+        return CONDITION_PATTERN
 
     def inputs(self, wildcards) -> dict:
         split_dir = f"results/{wildcards.task}/splits"

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import Codebook
+from ..contracts import TEACHER_LABEL_COLUMNS, consistency_percent
 from .prompts import AnswerParser, logprob_positions
 from .spec import TeacherSpec
 
-LABEL_COLUMNS = ["id", "label", "consistency", "p_positive", "p_source", "n_answers",
-                 "n_unparseable", "answers", "prompt_tokens", "completion_tokens", "cost_usd"]
+LABEL_COLUMNS = TEACHER_LABEL_COLUMNS
 
 
 def answer_text(resp: dict) -> str | None:
@@ -123,10 +123,12 @@ def gate_metrics(labels: pd.DataFrame, truth: pd.DataFrame, cb: Codebook) -> dic
                              if ok.any() and len(set(y[ok])) == 2 else None)
     bins = []
     cons = m["consistency"].to_numpy(dtype=float)
-    for c in sorted(set(np.round(cons[~np.isnan(cons)], 4))):
-        sel = np.isclose(cons, c)
-        bins.append({"consistency": float(c), "n": int(sel.sum()),
-                     "accuracy": float(np.mean(correct[sel]))})
+    pct = consistency_percent(cons)  # whole percent, as the students' cons<t> filter uses it
+    for c in sorted(set(pct[~np.isnan(pct)])):
+        sel = pct == c
+        bins.append({"consistency_percent": int(c), "consistency": float(np.mean(cons[sel])),
+                     "n": int(sel.sum()), "accuracy": float(np.mean(correct[sel])),
+                     "kept_by": f"cons{int(c)}"})
     out["consistency_vs_accuracy"] = bins
     out["mean_consistency"] = float(np.nanmean(cons)) if (~np.isnan(cons)).any() else None
     return out

@@ -7,13 +7,12 @@ it) is complete, and checks what a schema cannot (active teachers exist, provide
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 
+from ..contracts import check_teacher_name
+from ..contracts import teacher_names as contract_teacher_names
 from ..errors import InputError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9-]+$")
-CONS_RE = re.compile(r"-cons[0-9]+$")
 DEFAULT_CACHE = "cache/llm"
 DEFAULT_SEED = 20240625
 
@@ -91,11 +90,7 @@ class TeacherSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def check_name(name: str, where: str = "teachers") -> str:
-    if not NAME_RE.match(name or "") or CONS_RE.search(name):
-        raise InputError(f"teacher name {name!r} must match [A-Za-z0-9-]+ and not end in "
-                         f"-cons<digits> (it is used in paths and condition names)", path=where)
-    return name
+check_name = check_teacher_name   # the name grammar lives in annodistill.contracts
 
 
 def teacher_spec(section: dict, name: str) -> TeacherSpec:
@@ -149,18 +144,7 @@ def spec_from_json(text: str) -> TeacherSpec:
     return spec_from_dict(name, d, seed=d.get("seed", DEFAULT_SEED))
 
 
-def teacher_names(config: dict) -> list[str]:
-    """The active teachers of a study config (`teachers.active`, default: all of `models`)."""
-    section = config.get("teachers") or {}
-    models = section.get("models") or {}
-    active = section.get("active")
-    names = list(models) if active is None else list(active)
-    for n in names:
-        check_name(n)
-        if n not in models:
-            raise InputError(f"active teacher {n!r} is not defined in teachers.models "
-                             f"(have {sorted(models)})", field="teachers.active")
-    return names
+teacher_names = contract_teacher_names
 
 
 def cache_dir(config: dict) -> str:
