@@ -99,6 +99,16 @@ def student_f1_by_human_n(metrics_all: pd.DataFrame, model: str | None, teacher:
     return curve, float(llm["f1"].median()) if len(llm) else np.nan
 
 
+def _log_ticks(ax, values) -> None:
+    """Log x axis with a plain tick at each value drawn (no 3x10^1 labels)."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(float(v) for v in values))))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+
+
 def budget_figure(df: pd.DataFrame, metrics_all: pd.DataFrame, meta: dict):
     import matplotlib.pyplot as plt
 
@@ -124,7 +134,7 @@ def budget_figure(df: pd.DataFrame, metrics_all: pd.DataFrame, meta: dict):
                         if i else "human labels only")
                 ax.plot(g["n_human"], g["width_ppi_median"], color=OKABE_ITO[0], ls=ls,
                         marker="s", ms=3.5, label=f"human + {teacher} labels (PPI++)")
-            ax.set_xscale("log")
+            _log_ticks(ax, summ["n_human"])
             ax.set_xlabel("human-coded items (n)")
             ax.set_ylabel("95 % CI width of the prevalence")
             ax.set_title("Prevalence: CI width by human budget")
@@ -141,7 +151,7 @@ def budget_figure(df: pd.DataFrame, metrics_all: pd.DataFrame, meta: dict):
             bx.set_title("Student F1 by human budget")
             bx.legend(frameon=False, loc="lower right")
             if len(curve) > 1:
-                bx.set_xscale("log")
+                _log_ticks(bx, curve["human_n"])
         else:
             _no_data(bx, "no human-label students in this study")
         fig.tight_layout()

@@ -307,7 +307,7 @@ def cost_figure(costs: pd.DataFrame, payoff: pd.DataFrame, meta: dict):
                 ax.plot(g["total_usd_median"], g["f1_median"], color=colour, marker="o", ms=4,
                         lw=1.2, label=f"{model} on n human labels")
                 for _, r in g.iterrows():
-                    ax.annotate(f"n={r['human_n']}", (r["total_usd_median"], r["f1_median"]),
+                    ax.annotate(f"n={int(r['human_n'])}", (r["total_usd_median"], r["f1_median"]),
                                 textcoords="offset points", xytext=(3, -9), fontsize=6.5,
                                 color=colour)
             else:
@@ -320,7 +320,13 @@ def cost_figure(costs: pd.DataFrame, payoff: pd.DataFrame, meta: dict):
         for kind, g in sel.groupby("kind"):
             ax.scatter(g["total_usd"], g["f1"], color=KIND_COLOUR.get(kind, "#000000"), s=7,
                        alpha=0.35, lw=0)
+        from matplotlib.ticker import FuncFormatter, LogLocator
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"))
         ax.set_xlabel("total cost (USD, log scale)")
         ax.set_ylabel("F1 on the human test set")
         ax.set_title("F1 against what it cost (medians over tasks)")
@@ -330,11 +336,11 @@ def cost_figure(costs: pd.DataFrame, payoff: pd.DataFrame, meta: dict):
                 else np.nan
             be = float(np.nanmedian(p["break_even_usd_per_item"])) \
                 if p["break_even_usd_per_item"].notna().any() else np.nan
-            txt = (f"LLM labels vs human labels for the same F1 (median over tasks):\n"
-                   f"saving ${sav:,.2f}" if np.isfinite(sav) else "saving: –")
+            txt = ("LLM labels vs human labels for the same F1 (median over tasks):\n"
+                   + (f"saving USD {sav:,.2f}" if np.isfinite(sav) else "saving: –"))
             if np.isfinite(be):
-                txt += f"; break-even at ${be:,.3f} per human coding"
-            ax.text(0.01, 0.01, txt, transform=ax.transAxes, fontsize=6.5, va="bottom",
+                txt += f"; break-even at USD {be:,.3f} per human coding"
+            ax.text(0.0, -0.2, txt, transform=ax.transAxes, fontsize=6.5, va="top",
                     color="#333333")
         ax.legend(frameon=False, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
