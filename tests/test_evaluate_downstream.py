@@ -254,6 +254,22 @@ def test_cost_arithmetic_against_hand_computed_values(tmp_path):
     assert 150 * 2 * be + 0.30 == pytest.approx(40 * 2 * be + 1.36 + 0.15)
 
 
+def test_cached_local_teacher_cost_is_unknown_and_said_so(tmp_path):
+    d = tmp_path / "results" / "t" / "teacher" / "local"
+    d.mkdir(parents=True)
+    for split in ("validation", "train"):
+        (d / f"cost_{split}.json").write_text(json.dumps(
+            {"provider": "llama_cpp_local", "n_items": 10, "usd_all_answers": 0.0,
+             "seconds": 0.2, "requests": 30, "requests_sent": 0}))
+    rates = Rates(1.0, 1, 1.0, 100, 10)
+    tc = teacher_costs([str(d / "cost_validation.json"), str(d / "cost_train.json")], rates)
+    assert tc["usd"].isna().all()
+    metrics = pd.DataFrame([{"task": "t", "model": "m", "condition": "llm-local", "kind": "llm",
+                             "f1": 0.5, "teacher": "local", "human_n": None}])
+    c = cost_table(metrics, tc, {("t", "m", "llm-local"): 36.0}, rates)
+    assert np.isnan(c.loc[0, "total_usd"]) and "came from the cache" in c.loc[0, "note"]
+
+
 def test_human_route_bounds():
     h = pd.DataFrame({"human_n": [100, 200], "f1": [0.6, 0.8], "total_usd": [10.0, 20.0],
                       "student_usd": [0.0, 0.0]})

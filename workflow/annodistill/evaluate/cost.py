@@ -188,6 +188,9 @@ def cost_table(metrics: pd.DataFrame, teacher: pd.DataFrame, runs: dict, rates: 
             if key not in runs:
                 continue
             train_s = runs[key]
+        if not np.isfinite(teacher_usd):
+            note += ("a local teacher's compute time is unknown: every answer came from the "
+                     "cache in its recorded run; ")
         human_usd = rates.human(human_items)
         student_usd = rates.compute(train_s)
         total = human_usd + teacher_usd + student_usd
@@ -342,6 +345,21 @@ def cost_figure(costs: pd.DataFrame, payoff: pd.DataFrame, meta: dict):
                 txt += f"; break-even at USD {be:,.3f} per human coding"
             ax.text(0.0, -0.2, txt, transform=ax.transAxes, fontsize=6.5, va="top",
                     color="#333333")
+        # the payoff, drawn on the medians: from the LLM-label student to the cost at which the
+        # human-label line reaches the same F1 (when it does)
+        llm = summ[summ["kind"] == "llm"]
+        hum = summ[summ["kind"] == "human"].rename(columns={
+            "f1_median": "f1", "total_usd_median": "total_usd"}).assign(student_usd=0.0)
+        if len(llm) and len(hum):
+            x0, y0 = float(llm["total_usd_median"].iloc[0]), float(llm["f1_median"].iloc[0])
+            h = human_route(hum, y0)
+            if h["bound"] == "interpolated":
+                ax.annotate("", xy=(h["usd"], y0), xytext=(x0, y0),
+                            arrowprops={"arrowstyle": "->", "ls": ":", "color": "#555555",
+                                        "lw": 0.8})
+                ax.annotate(f"same F1 from ~{h['n']:.0f} human labels", (h["usd"], y0),
+                            textcoords="offset points", xytext=(4, 2), fontsize=6.5,
+                            color="#555555")
         ax.legend(frameon=False, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
     return fig
