@@ -61,16 +61,14 @@ def budget_table(paired: list[PairedLabels], confidence: float, sizes: list[int]
 
 
 def budget_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (teacher, n): medians across tasks of the positive-class rows (multi-class tasks:
-    every class counts as one row)."""
+    """Per (teacher, n): medians across the rows of every task (a binary task has one row per
+    n, its positive class; a multi-class task one per label)."""
     cols = ["teacher", "n_human", "n_rows", "width_human_median", "width_ppi_median",
             "width_ratio_median", "n_equivalent_median", "coverage_human_mean",
             "coverage_ppi_mean"]
     if df.empty:
         return pd.DataFrame(columns=cols)
-    binary = df.groupby(["task", "teacher"])["class"].transform("nunique") == 1
-    sel = df[binary & df["positive_class"] | ~binary]
-    g = sel.groupby(["teacher", "n_human"], sort=True)
+    g = df.groupby(["teacher", "n_human"], sort=True)
     out = g.agg(n_rows=("task", "size"), width_human_median=("width_human", "median"),
                 width_ppi_median=("width_ppi", "median"),
                 width_ratio_median=("width_ratio", "median"),
@@ -120,10 +118,8 @@ def budget_figure(df: pd.DataFrame, metrics_all: pd.DataFrame, meta: dict):
         if summ.empty:
             _no_data(ax, "no items with both a human and a teacher label")
         else:
-            binary = df.groupby(["task", "teacher"])["class"].transform("nunique") == 1
-            sel = df[binary & df["positive_class"] | ~binary]
             for i, (teacher, g) in enumerate(summ.groupby("teacher", sort=True)):
-                for (task, cls), t in sel[sel["teacher"] == teacher].groupby(["task", "class"]):
+                for (task, cls), t in df[df["teacher"] == teacher].groupby(["task", "class"]):
                     ax.plot(t["n_human"], t["width_human"], color=OKABE_ITO[2], lw=0.5,
                             alpha=0.35)
                     ax.plot(t["n_human"], t["width_ppi"], color=OKABE_ITO[0], lw=0.5,

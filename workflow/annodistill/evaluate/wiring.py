@@ -119,11 +119,11 @@ class EvaluationWiring:
                 "meta": "results/summary/meta.json"}
 
     def costs_args(self, wildcards) -> str:
-        c = self.evaluation.get("costs") or {}
-        return (f"--human-usd-per-item {c.get('human_usd_per_item', 0.25)} "
-                f"--coders-per-item {c.get('coders_per_item', 2)} "
-                f"--compute-usd-per-hour {c.get('compute_usd_per_hour', 2.0)} "
-                f"--corpus-items {c.get('corpus_items', 10000)} "
+        c = self.evaluation["costs"]  # defaults filled from evaluation.schema.yaml
+        return (f"--human-usd-per-item {c['human_usd_per_item']} "
+                f"--coders-per-item {c['coders_per_item']} "
+                f"--compute-usd-per-hour {c['compute_usd_per_hour']} "
+                f"--corpus-items {c['corpus_items']} "
                 f"--validation-items {self.split['validation_size']}")
 
     def downstream_targets(self) -> list[str]:
