@@ -361,6 +361,52 @@ def test_disagreement_page_holds_exactly_the_disagreeing_items(tmp_path):
         == len([g for g in got if g[0] == "a"])
 
 
+@pytest.mark.skipif(__import__("shutil").which("node") is None, reason="needs node")
+def test_disagreement_page_filter_script_runs(tmp_path):
+    """The page's inline script, run by node against a minimal stand-in for the DOM built from
+    the parsed rows: the search box and the selectors show exactly the matching rows."""
+    import re
+
+    pl = paired("a", n_val=30, n_test=40, n_pool=10, seed=10)
+    pl2 = paired("b", n_val=30, n_test=40, n_pool=10, seed=11)
+    df, counts = disagreements([pl, pl2])
+    html_text = page(df, counts)
+    parser = Rows()
+    parser.feed(html_text)
+    rows = [{"task": r["attrs"]["data-task"], "teacher": r["attrs"]["data-teacher"],
+             "split": r["attrs"]["data-split"], "text": " ".join(r["cells"])}
+            for r in parser.rows]
+    script = re.search(r"<script>(.*)</script>", html_text, re.S).group(1)
+    probe = df.iloc[0]["text"]
+    harness = f"""
+var rowdata = {json.dumps(rows)};
+function el(v) {{ var l = {{}}; return {{value: v, textContent: '',
+  addEventListener: function(e, f) {{ l[e] = f; }}, fire: function(e) {{ l[e](); }} }}; }}
+var els = {{q: el(''), 'f-task': el(''), 'f-teacher': el(''), 'f-split': el(''), count: el('')}};
+var rows = rowdata.map(function(r) {{ return {{textContent: r.text, style: {{}},
+  getAttribute: function(k) {{ return r[k.slice(5)]; }} }}; }});
+var document = {{getElementById: function(i) {{ return els[i]; }},
+  querySelectorAll: function() {{ return rows; }}}};
+{script}
+var out = [els.count.textContent];
+els['f-task'].value = 'b'; els['f-task'].fire('change'); out.push(els.count.textContent);
+els['f-split'].value = 'test'; els['f-split'].fire('change'); out.push(els.count.textContent);
+els['f-task'].value = ''; els['f-split'].value = ''; els.q.value = {json.dumps(probe.upper())};
+els.q.fire('input'); out.push(els.count.textContent);
+console.log(JSON.stringify(out));
+"""
+    (tmp_path / "h.js").write_text(harness)
+    proc = subprocess.run(["node", str(tmp_path / "h.js")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    n = len(df)
+    n_b = int((df["task"] == "b").sum())
+    n_b_test = int(((df["task"] == "b") & (df["split"] == "test")).sum())
+    n_probe = sum(probe.lower() in r["text"].lower() for r in rows)
+    assert json.loads(proc.stdout) == [f"{k} of {n} items shown" for k in
+                                       (n, n_b, n_b_test, n_probe)]
+    assert 0 < n_b_test < n_b < n and n_probe >= 1
+
+
 # --- the CLI on synthetic files of the documented shapes ----------------------------------------
 
 def test_cli_steps_on_synthetic_files(tmp_path):
