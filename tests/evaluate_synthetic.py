@@ -36,7 +36,7 @@ def noisy(truth: np.ndarray, err: float, rng, labels=LABELS) -> np.ndarray:
 def write_task(root: Path, task: str, *, seed: int = 0, n_test: int = 120, n_pool: int = 400,
                models=("bert", "tfidf"), teachers=("gpt",), seeds=(0, 1),
                human_sizes=(100, 200, 400), llm_size: int = 400, cons=(67,),
-               labels=LABELS, positive="yes", skip: tuple = ()) -> dict:
+               labels=LABELS, positive="yes", skip: tuple = (), n_val: int = 40) -> dict:
     """Write one task's inputs under root/results/<task>; return the paths by kind."""
     rng = np.random.default_rng(seed)
     res = root / "results" / task
@@ -91,14 +91,41 @@ def write_task(root: Path, task: str, *, seed: int = 0, n_test: int = 120, n_poo
                             "bins": [{"lo": 0.5, "hi": 1.0, "accuracy": 0.9, "f1": 0.1}]},
                 "threshold": {"metric": "f1", "min": 0.5}, "passed": True}
         (tdir / "gate.json").write_text(json.dumps(gate, sort_keys=True) + "\n")
+        n_items = {"validation": n_val - 4, "test": n_test, "train": len(llm_ids)}
         for split in ("validation", "test", "train"):
             (tdir / f"cost_{split}.json").write_text(json.dumps(
                 {"requests": 100, "cache_hits": 10, "prompt_tokens": 10000,
-                 "completion_tokens": 500, "usd": 0.05}, sort_keys=True) + "\n")
+                 "completion_tokens": 500, "usd": 0.05, "provider": "openai",
+                 "n_items": n_items[split], "requests_sent": 90, "seconds": 12.5,
+                 "usd_all_answers": 0.001 * n_items[split] * 5}, sort_keys=True) + "\n")
             out["costs"].append(tdir / f"cost_{split}.json")
         out["teacher_test"].append(tdir / "labels_test.parquet")
         out["teacher_train"].append(tdir / "labels_train.parquet")
         out["gates"].append(tdir / "gate.json")
+
+    # the validation sample and the teacher's labels of it (minus 4 few-shot examples), from a
+    # separate random stream so that every other file stays as it was
+    vrng = np.random.default_rng(seed + 1000)
+    y_val = vrng.choice(np.array(labels, dtype=object), size=n_val, p=probs)
+    val = pd.DataFrame({"id": [f"v{i:04d}" for i in range(n_val)],
+                        "text": [f"validation {i}" for i in range(n_val)], "label": y_val})
+    val.to_parquet(res / "splits" / "validation.parquet", index=False)
+    out["validation"] = res / "splits" / "validation.parquet"
+    out["teacher_validation"] = []
+    for k, teacher in enumerate(teachers):
+        tdir = res / "teacher" / teacher
+        scored = val.iloc[4:]
+        lab = noisy(scored["label"].to_numpy(), 0.2 + 0.05 * k, vrng, labels).astype(object)
+        agree = vrng.integers(2, 6, size=len(scored))
+        answers = [json.dumps([a] * int(g) + [o for o in labels if o != a][:1] * (5 - int(g)))
+                   for a, g in zip(lab, agree)]
+        pd.DataFrame({"id": scored["id"].to_numpy(), "label": lab, "consistency": agree / 5,
+                      "p_positive": np.where(lab == positive, agree / 5, 1 - agree / 5),
+                      "p_source": "votes", "n_answers": 5, "n_unparseable": 0,
+                      "answers": answers, "prompt_tokens": 100, "completion_tokens": 5,
+                      "cost_usd": 0.001}).to_parquet(tdir / "labels_validation.parquet",
+                                                     index=False)
+        out["teacher_validation"].append(tdir / "labels_validation.parquet")
 
     conds = [f"human-{n}" for n in human_sizes]
     for t in teachers:
@@ -121,6 +148,7 @@ def write_task(root: Path, task: str, *, seed: int = 0, n_test: int = 120, n_poo
             n_train = (int(cond.split("-")[1]) if cond.startswith("human") else
                        llm_size - 5 - (llm_size // 3 if "-cons" in cond else 0))
             (d / "run.json").write_text(json.dumps(
-                {"seeds": [{"seed": s, "n_train": n_train} for s in seeds]}) + "\n")
+                {"seeds": [{"seed": s, "n_train": n_train, "train_seconds": 0.05 * n_train}
+                           for s in seeds]}) + "\n")
             out["predictions"].append(d / "predictions.parquet")
     return out

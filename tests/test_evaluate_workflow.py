@@ -83,7 +83,7 @@ def test_figures_for_a_single_task_without_teacher(tmp_path):
 def make_study(workdir: Path, tasks=("alpha", "beta", "gamma")) -> None:
     for i, t in enumerate(tasks):
         write_task(workdir, t, seed=i, n_test=120, n_pool=200, human_sizes=(50, 100),
-                   llm_size=100, cons=(67,), seeds=(1, 2))
+                   llm_size=100, cons=(67,), seeds=(1, 2), n_val=50)
     cfg = {"study": "synthetic", "tasks": list(tasks), "task_dir": "config/tasks",
            "fetch_vader": False,
            "split": {"seed": 1, "test_size": 120, "validation_size": 50, "train_sizes": [50, 100],
@@ -94,7 +94,9 @@ def make_study(workdir: Path, tasks=("alpha", "beta", "gamma")) -> None:
                                                         "llm_consistency": [67], "soft": True},
                         "models": {"bert": {"kind": "tfidf"}, "tfidf": {"kind": "tfidf"}}},
            "evaluation": {"headline": {"model": "bert"}, "bootstrap": {"n_resamples": 200},
-                          "task_bootstrap": {"n_resamples": 1000}}}
+                          "task_bootstrap": {"n_resamples": 1000},
+                          "prevalence": {"n_resamples": 200, "budget_resamples": 50,
+                                         "budget_sizes": [10, 20, 40, 80]}}}
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
@@ -109,7 +111,8 @@ def snakemake(workdir: Path, *args, env=None):
 def test_snakemake_figures_report_and_rebuild_from_disk(tmp_path, env_with_venv):
     make_study(tmp_path)
     # the synthetic teacher and student files stand in for those stages: only ours may run
-    only_ours = ["--allowed-rules", "metrics", "summary", "plot", "figures"]
+    only_ours = ["--allowed-rules", "metrics", "summary", "plot", "figures", "prevalence",
+                 "budget", "cost_f1", "disagreements"]
     snakemake(tmp_path, "--cores", "2", "figures", *only_ours, env=env_with_venv)
     summary, figures = tmp_path / "results/summary", tmp_path / "results/figures"
     for name in FIGURES:
@@ -129,6 +132,17 @@ def test_snakemake_figures_report_and_rebuild_from_disk(tmp_path, env_with_venv)
                   "teacher_gate.html", "cost.html"):
         assert table in html
     assert "1 Findings" in html and "2 Teacher" in html
+    # beyond the paper: prevalence (PPI++), the budget curve, cost per F1 point, disagreements
+    for name in ("prevalence", "budget", "cost_f1"):
+        check_figure(figures / f"{name}.png")
+        assert f"{name}.png" in html
+    for table in ("prevalence.html", "prevalence_coverage.html", "budget.html", "cost_f1.html",
+                  "cost_payoff.html", "disagreements.html"):
+        assert table in html
+    assert "4 Beyond the paper" in html
+    prev = pd.read_csv(summary / "prevalence.csv")
+    assert set(prev["task"]) == {"alpha", "beta", "gamma"}
+    assert {"human", "naive", "ppi"} <= set(prev["estimator"])
 
     # rebuild every table and figure from the metrics on disk: nothing upstream reruns
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*/metrics*.csv")

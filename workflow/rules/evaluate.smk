@@ -28,6 +28,10 @@ localrules:
     summary,
     plot,
     figures,
+    prevalence,
+    budget,
+    cost_f1,
+    disagreements,
 
 
 rule metrics:
@@ -224,12 +228,177 @@ rule plot:
         "--out-dir {params.out_dir} 2> {log}"
 
 
+# --- beyond the paper (docs/evaluation.md#beyond-the-paper): valid prevalence estimates with
+# PPI++, the human-label budget, cost per F1 point, the teacher-human disagreement page
+
+PREVALENCE = EVALUATION["prevalence"]
+
+
+rule prevalence:
+    # prevalence per task and class: human labels alone, LLM labels at face value, PPI++;
+    # coverage of each interval over resamples of a world with a known truth
+    input:
+        unpack(EVAL_WIRING.paired_inputs),
+    output:
+        multiext("results/summary/prevalence", ".csv", ".md", ".tex"),
+        multiext("results/summary/prevalence_coverage", ".csv", ".md", ".tex"),
+        "results/figures/prevalence.pdf",
+        table=report(
+            "results/summary/prevalence.html",
+            caption="../report/prevalence.rst",
+            category="4 Beyond the paper",
+            subcategory="Prevalence",
+            labels={"table": "prevalence: human, LLM at face value, PPI++"},
+        ),
+        coverage=report(
+            "results/summary/prevalence_coverage.html",
+            caption="../report/prevalence_coverage.rst",
+            category="4 Beyond the paper",
+            subcategory="Prevalence",
+            labels={"table": "coverage where the truth is known"},
+        ),
+        figure=report(
+            "results/figures/prevalence.png",
+            caption="../report/fig_prevalence.rst",
+            category="4 Beyond the paper",
+            subcategory="Prevalence",
+            labels={"figure": "prevalence estimates and CIs"},
+        ),
+    log:
+        "logs/prevalence.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        confidence=EVALUATION["bootstrap"]["confidence"],
+        n=PREVALENCE["n_resamples"],
+        seed=PREVALENCE["seed"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.table),
+        figures_dir=lambda wildcards, output: os.path.dirname(output.figure),
+    shell:
+        "python -m annodistill.cli evaluate prevalence --codebooks {input.codebooks} "
+        "--splits {input.splits} --teacher-labels {input.teacher_labels} "
+        "--confidence {params.confidence} --n-resamples {params.n} --seed {params.seed} "
+        "--out-dir {params.out_dir} --figures-dir {params.figures_dir} 2> {log}"
+
+
+rule budget:
+    # CI width of the prevalence against the number of human labels, with and without LLM labels
+    input:
+        unpack(EVAL_WIRING.paired_inputs),
+        metrics_all="results/summary/metrics_all.csv",
+        meta="results/summary/meta.json",
+    output:
+        multiext("results/summary/budget", ".csv", ".md", ".tex"),
+        "results/summary/budget_by_task.csv",
+        "results/figures/budget.pdf",
+        table=report(
+            "results/summary/budget.html",
+            caption="../report/budget.rst",
+            category="4 Beyond the paper",
+            subcategory="Human-label budget",
+            labels={"table": "CI width by number of human labels"},
+        ),
+        figure=report(
+            "results/figures/budget.png",
+            caption="../report/fig_budget.rst",
+            category="4 Beyond the paper",
+            subcategory="Human-label budget",
+            labels={"figure": "the human-label budget curve"},
+        ),
+    log:
+        "logs/budget.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        confidence=EVALUATION["bootstrap"]["confidence"],
+        n=PREVALENCE["budget_resamples"],
+        seed=PREVALENCE["seed"],
+        sizes=",".join(str(n) for n in PREVALENCE["budget_sizes"]),
+        out_dir=lambda wildcards, output: os.path.dirname(output.table),
+        figures_dir=lambda wildcards, output: os.path.dirname(output.figure),
+    shell:
+        "python -m annodistill.cli evaluate budget --codebooks {input.codebooks} "
+        "--splits {input.splits} --teacher-labels {input.teacher_labels} "
+        "--metrics-all {input.metrics_all} --meta {input.meta} --sizes {params.sizes} "
+        "--confidence {params.confidence} --n-resamples {params.n} --seed {params.seed} "
+        "--out-dir {params.out_dir} --figures-dir {params.figures_dir} 2> {log}"
+
+
+rule cost_f1:
+    # cost per F1 point per condition (config rates + recorded spend) and where LLM labels pay off
+    input:
+        unpack(EVAL_WIRING.cost_inputs),
+    output:
+        multiext("results/summary/cost_f1", ".csv", ".md", ".tex"),
+        multiext("results/summary/cost_payoff", ".csv", ".md", ".tex"),
+        "results/summary/cost_f1_by_task.csv",
+        "results/summary/cost_teacher_by_split.csv",
+        "results/figures/cost_f1.pdf",
+        table=report(
+            "results/summary/cost_f1.html",
+            caption="../report/cost_f1.rst",
+            category="4 Beyond the paper",
+            subcategory="Cost per F1 point",
+            labels={"table": "cost per F1 point"},
+        ),
+        payoff=report(
+            "results/summary/cost_payoff.html",
+            caption="../report/cost_payoff.rst",
+            category="4 Beyond the paper",
+            subcategory="Cost per F1 point",
+            labels={"table": "where LLM labels pay off"},
+        ),
+        figure=report(
+            "results/figures/cost_f1.png",
+            caption="../report/fig_cost_f1.rst",
+            category="4 Beyond the paper",
+            subcategory="Cost per F1 point",
+            labels={"figure": "F1 against total cost"},
+        ),
+    log:
+        "logs/cost_f1.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        rates=EVAL_WIRING.costs_args,
+        out_dir=lambda wildcards, output: os.path.dirname(output.table),
+        figures_dir=lambda wildcards, output: os.path.dirname(output.figure),
+    shell:
+        "python -m annodistill.cli evaluate cost --metrics {input.metrics} --runs {input.runs} "
+        "--teacher-costs {input.teacher_costs} --meta {input.meta} {params.rates} "
+        "--out-dir {params.out_dir} --figures-dir {params.figures_dir} 2> {log}"
+
+
+rule disagreements:
+    # searchable page of the validation and test items where teacher and human labels differ
+    input:
+        unpack(EVAL_WIRING.disagreement_inputs),
+    output:
+        csv="results/summary/disagreements.csv",
+        page=report(
+            "results/summary/disagreements.html",
+            caption="../report/disagreements.rst",
+            category="4 Beyond the paper",
+            subcategory="Codebook revision",
+            labels={"page": "teacher-human disagreements"},
+        ),
+    log:
+        "logs/disagreements.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    shell:
+        "python -m annodistill.cli evaluate disagreements --codebooks {input.codebooks} "
+        "--splits {input.splits} --teacher-labels {input.teacher_labels} "
+        "--out {output.page} --csv {output.csv} 2> {log}"
+
+
 rule figures:
     # named target: every summary table and figure (add --forcerun summary to rebuild them all
     # from the per-task metrics on disk)
     input:
         rules.summary.output,
         rules.plot.output,
+        EVAL_WIRING.downstream_targets(),
 
 
 # `rule all`: every task's metrics and, through `figures`, every table and figure (nothing while

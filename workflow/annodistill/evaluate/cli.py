@@ -69,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--report", default="results/report.html")
     h.set_defaults(func=_headline)
 
+    from .downstream_cli import register as register_downstream
+
+    register_downstream(esub)  # prevalence, budget, cost, disagreements (beyond the paper)
+
 
 def _task(args) -> int:
     from .. import io

@@ -94,6 +94,48 @@ class EvaluationWiring:
         args.append(f"--equal-size {self.equal_size}")
         return " ".join(args)
 
+    # --- beyond the paper: prevalence, budget, cost, disagreements -----------------------------
+    def paired_inputs(self, wildcards, splits=("validation", "test", "train")) -> dict:
+        """Codebooks, the data stage's splits and every teacher's label files of every task:
+        the items that carry both a human and a teacher label (annodistill.evaluate.paired)."""
+        human = {"validation": "validation", "test": "test", "train": "train_pool"}
+        teachers = self.teachers()
+        return {
+            "codebooks": [f"{self.task_dir}/{t}.yaml" for t in self.tasks],
+            "splits": [f"results/{t}/splits/{human[s]}.parquet" for t in self.tasks
+                       for s in splits],
+            "teacher_labels": [f"results/{t}/teacher/{n}/labels_{s}.parquet" for t in self.tasks
+                               for n in teachers for s in splits],
+        }
+
+    def disagreement_inputs(self, wildcards) -> dict:
+        return self.paired_inputs(wildcards, splits=("validation", "test"))
+
+    def cost_inputs(self, wildcards) -> dict:
+        summary = self.summary_inputs(wildcards)
+        runs = [os.path.join(os.path.dirname(p), "run.json") for t in self.tasks
+                for p in self.predictions(t)]
+        return {"metrics": summary["metrics"], "runs": runs, "teacher_costs": summary["costs"],
+                "meta": "results/summary/meta.json"}
+
+    def costs_args(self, wildcards) -> str:
+        c = self.evaluation["costs"]  # defaults filled from evaluation.schema.yaml
+        return (f"--human-usd-per-item {c['human_usd_per_item']} "
+                f"--coders-per-item {c['coders_per_item']} "
+                f"--compute-usd-per-hour {c['compute_usd_per_hour']} "
+                f"--corpus-items {c['corpus_items']} "
+                f"--validation-items {self.split['validation_size']}")
+
+    def downstream_targets(self) -> list[str]:
+        """The tables, figures and page of the steps beyond the paper; they need a teacher."""
+        if not self.teachers():
+            return []
+        return ["results/summary/prevalence.html", "results/summary/prevalence_coverage.html",
+                "results/figures/prevalence.png", "results/summary/budget.html",
+                "results/figures/budget.png", "results/summary/cost_f1.html",
+                "results/summary/cost_payoff.html", "results/figures/cost_f1.png",
+                "results/summary/disagreements.html"]
+
     # --- targets -------------------------------------------------------------------------------
     def has_work(self) -> bool:
         return bool(self.teachers()) or any(self.predictions(t) for t in self.tasks)
