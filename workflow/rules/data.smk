@@ -33,6 +33,22 @@ rule ingest:
         "--out {output.clean} --summary {output.summary} 2> {log}"
 
 
+rule coders:
+    # per-coder ratings (codebooks with source.coders): human-human agreement in the evaluation
+    input:
+        unpack(coders_inputs),
+    output:
+        coders="results/{task}/data/coders.parquet",
+        summary="results/{task}/data/coders_summary.json",
+    log:
+        "logs/{task}/coders.log",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m annodistill.cli data coders --codebook {input.codebook} --clean {input.clean} "
+        "--raw {input.raw} --out {output.coders} --summary {output.summary} 2> {log}"
+
+
 rule split:
     input:
         clean="results/{task}/data/clean.parquet",
