@@ -40,7 +40,21 @@ def write_text(dest: str | os.PathLike, text: str) -> None:
 
 
 def write_json(dest: str | os.PathLike, obj: Any) -> None:
-    write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Strict JSON: an undefined number (NaN, inf) is written as null, never as bare NaN."""
+    write_text(dest, json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default,
+                                allow_nan=False) + "\n")
+
+
+def _finite(o: Any) -> Any:
+    import math
+
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -64,7 +78,7 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
-        return None if np.isnan(o) else float(o)
+        return float(o) if np.isfinite(o) else None
     if isinstance(o, np.bool_):
         return bool(o)
     if isinstance(o, np.ndarray):
