@@ -428,3 +428,98 @@ def test_vader_codebooks_have_coders():
         cb = load_codebook(path)
         assert cb.coders is not None and cb.coders["path"].endswith("_anonDataRatings.txt")
         assert yaml.safe_load(path.read_text())["source"]["coders"]["ratings"] == "list"
+
+
+# ---- evaluation of a three-class task with coders; a mixed study -------------------------------
+
+def test_evaluate_task_three_classes_with_coders(tmp_path):
+    import krippendorff
+    from evaluate_synthetic import write_task as write_eval_task
+
+    from annodistill.evaluate.task import TaskInputs, evaluate_task
+
+    labels = ("pos", "neg", "neutral")
+    p = write_eval_task(tmp_path, "tri", n_test=60, n_pool=120, human_sizes=(100,),
+                        llm_size=100, seeds=(0, 1), models=("bert",), labels=labels)
+    test = pd.read_parquet(p["test"])
+    rng = np.random.default_rng(0)
+    rows = [(i, f"c{c}", lab if rng.random() < 0.8 else labels[rng.integers(0, 3)])
+            for i, lab in zip(test["id"], test["label"]) for c in range(4)]
+    coders = pd.DataFrame(rows, columns=["id", "coder", "label"])
+    coders.to_parquet(tmp_path / "coders.parquet", index=False)
+    res = evaluate_task(TaskInputs(task="tri", test=str(p["test"]), scheme=M.Scheme(labels),
+                                   predictions=[str(x) for x in p["predictions"]],
+                                   teacher_test=[str(x) for x in p["teacher_test"]],
+                                   llm_train_size=100, coders=str(tmp_path / "coders.parquet")),
+                        M.Bootstrap(100))
+    m = res.metrics
+    assert (m["task_type"] == "multiclass").all() and (m["headline_metric"].str.startswith("macro")).all()
+    # per class: one row per run and class; the confusion matrix of each run sums to the test set
+    assert len(res.per_class) == len(m) * 3
+    sums = res.confusion.groupby(["model", "condition", "seed"], dropna=False)["n"].sum()
+    assert (sums == len(test)).all()
+    pred = pd.read_parquet(p["predictions"][0])
+    run = pred[pred["seed"] == 0].set_index("id").loc[test["id"], "label"]
+    model, cond = p["predictions"][0].parent.parent.name, p["predictions"][0].parent.name
+    pc = res.per_class[(res.per_class["model"] == model) & (res.per_class["condition"] == cond)
+                       & (res.per_class["seed"] == 0)].set_index("class")
+    P, R, F, _ = precision_recall_fscore_support(test["label"], run, labels=list(labels),
+                                                 average=None, zero_division=np.nan)
+    np.testing.assert_allclose(pc.loc[list(labels), "recall"], R)
+    assert set(res.gaps_per_class["class"]) == set(labels)
+    # agreement: the teacher against the humans, and the coders among themselves
+    a = res.agreement.set_index("kind")
+    teach = pd.read_parquet(p["teacher_test"][0]).set_index("id").loc[test["id"], "label"]
+    ok = teach.notna().to_numpy()
+    assert a.loc["teacher-human", "kappa"] == pytest.approx(
+        cohen_kappa_score(test["label"][ok], teach[ok].astype(str)))
+    table = ag.count_table(coders, test["id"], list(labels))
+    assert a.loc["human-human", "alpha"] == pytest.approx(
+        krippendorff.alpha(value_counts=table, level_of_measurement="nominal"))
+    assert a.loc["human-human", "n"] == len(test)
+    assert a.loc["human-human", "kappa_method"].startswith("Fleiss (4 ratings")
+
+
+def test_mixed_study_summarises_each_task_type(tmp_path):
+    from evaluate_synthetic import write_task as write_eval_task
+
+    from annodistill.evaluate.summary import SummaryInputs, build_summary
+    from annodistill.evaluate.task import TaskInputs, evaluate_task
+
+    files: dict[str, list[str]] = {}
+    for i, (t, labels) in enumerate((("b1", ("yes", "no")), ("b2", ("yes", "no")),
+                                     ("m1", ("a", "b", "c")), ("m2", ("a", "b", "c", "d")))):
+        p = write_eval_task(tmp_path, t, seed=i, n_test=60, n_pool=120, human_sizes=(100,),
+                            llm_size=100, seeds=(0,), models=("bert",), labels=labels,
+                            positive=labels[0])
+        scheme = M.Scheme(labels, labels[0] if len(labels) == 2 else None)
+        res = evaluate_task(TaskInputs(task=t, test=str(p["test"]), scheme=scheme,
+                                       predictions=[str(x) for x in p["predictions"]],
+                                       teacher_test=[str(x) for x in p["teacher_test"]],
+                                       llm_train_size=100), M.Bootstrap(50))
+        for name in ("metrics", "gaps", "per_class", "gaps_per_class", "agreement"):
+            f = tmp_path / t / f"{name}.csv"
+            f.parent.mkdir(exist_ok=True)
+            getattr(res, name).to_csv(f, index=False)
+            files.setdefault(name, []).append(str(f))
+    out = tmp_path / "summary"
+    build_summary(SummaryInputs(metrics=files["metrics"], gaps=files["gaps"],
+                                per_class=files["per_class"],
+                                gaps_per_class=files["gaps_per_class"],
+                                agreement=files["agreement"],
+                                reference=str(ROOT / "resources/paper_reference.yaml"),
+                                n_resamples=100), out)
+    head = pd.read_csv(out / "headline.csv")
+    few = head[head["condition"] == "fewshot"].set_index("task_type")
+    assert set(few.index) == {"binary", "multiclass"}
+    assert few.loc["binary", "n_tasks"] == 2 and few.loc["multiclass", "n_tasks"] == 2
+    assert few.loc["multiclass", "headline_metric"] == "macro-F1"
+    m = pd.concat(pd.read_csv(f) for f in files["metrics"])
+    fm = m[(m["condition"] == "fewshot") & m["task"].isin(["m1", "m2"])]["f1"]
+    assert few.loc["multiclass", "f1_median"] == pytest.approx(fm.median())
+    gm = pd.read_csv(out / "gaps_median.csv")
+    assert set(gm["task_type"]) == {"binary", "multiclass"}
+    assert "F1 is" in (out / "headline.md").read_text()
+    agm = pd.read_csv(out / "agreement_median.csv")
+    assert set(agm["task_type"]) == {"binary", "multiclass"}
+    assert len(pd.read_csv(out / "per_class.csv")) > 0

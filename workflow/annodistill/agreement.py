@@ -2,14 +2,16 @@
 
 Shared by the teacher's gate (validation sample) and the evaluation (test set), so it sits below
 both stages. Every number comes from a maintained library:
-- Cohen's kappa between two label sequences: `sklearn.metrics.cohen_kappa_score`;
-- Krippendorff's alpha, nominal: `krippendorff.alpha` (reliability data for two coders, or the
-  items x categories value counts for many coders; missing ratings are allowed);
+- Cohen's kappa between two label sequences: `sklearn.metrics.cohen_kappa_score` (the point
+  estimate; bootstrap resamples use statsmodels' `cohens_kappa` on the contingency table, checked
+  equal to scikit-learn's on the original sample);
+- Krippendorff's alpha, nominal: `krippendorff.alpha` on the items x categories value counts
+  (two coders, or many; missing ratings are allowed);
 - Fleiss' kappa among several human coders: `statsmodels.stats.inter_rater.fleiss_kappa`. Fleiss'
   kappa needs the same number of ratings per item; where items have more, a seeded random subset
   of m ratings (m = the smallest number per item) is used for kappa (alpha uses all ratings).
-Confidence intervals: `scipy.stats.bootstrap` over items (percentile method, seeded); for two
-coders the resampling is paired.
+Confidence intervals: `scipy.stats.bootstrap` over item indices (percentile method, seeded), so
+the two coders' labels of an item stay together (a paired bootstrap).
 
 Items without a label on one side (a teacher answer that could not be parsed) are left out of
 kappa and alpha; `n` counts the items used.
@@ -45,8 +47,22 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray, k: int) -> float:
     if len(a) == 0:
         return float("nan")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # one category only: undefined
+        warnings.simplefilter("ignore")  # one category only: undefined (NaN)
         return float(cohen_kappa_score(a.astype(int), b.astype(int), labels=list(range(k))))
+
+
+def kappa_from_table(table: np.ndarray) -> float:
+    """Cohen's kappa of a k x k contingency table (statsmodels' cohens_kappa); the bootstrap uses
+    it because it is cheap per resample. `pair_agreement` checks it equals scikit-learn's on the
+    original sample."""
+    from statsmodels.stats.inter_rater import cohens_kappa
+
+    if table.sum() == 0:
+        return float("nan")
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        k = float(cohens_kappa(table, return_results=False))
+    return k if np.isfinite(k) else float("nan")
 
 
 def alpha_nominal(*, reliability_data: np.ndarray | None = None,
@@ -93,19 +109,31 @@ def pair_agreement(labels_a, labels_b, labels: list[str], rs: Resampling) -> dic
     the human labels) with paired bootstrap CIs over items."""
     a, b = _codes(labels_a, labels), _codes(labels_b, labels)
     both = ~np.isnan(a) & ~np.isnan(b)
-    a, b = a[both], b[both]
+    a, b = a[both].astype(int), b[both].astype(int)
     k = len(labels)
+    # the two coders' values per item as items x categories counts (alpha's value_counts form);
+    # resampling item indices keeps the pairs together (a paired bootstrap)
+    counts = np.zeros((len(a), k))
+    np.add.at(counts, (np.arange(len(a)), a), 1)
+    np.add.at(counts, (np.arange(len(b)), b), 1)
+    idx = np.arange(len(a))
 
-    def kappa(x, y):
-        return cohen_kappa(x, y, k)
+    def kappa(i):
+        i = i.astype(int)
+        return kappa_from_table(np.bincount(a[i] * k + b[i], minlength=k * k).reshape(k, k)
+                                .astype(float))
 
-    def alpha(x, y):
-        return alpha_nominal(reliability_data=np.vstack([x, y]), k=k)
+    def alpha(i):
+        return alpha_nominal(value_counts=counts[i.astype(int)], k=k)
 
+    point = cohen_kappa(a, b, k)
+    if not np.isclose(point, kappa(idx), equal_nan=True, atol=1e-9):
+        raise AssertionError(f"kappa from the table {kappa(idx)} disagrees with scikit-learn "
+                             f"{point}")
     out = {"n": int(len(a)), "n_missing": int((~both).sum()),
-           "kappa": kappa(a, b), "alpha": alpha(a, b) if len(a) else float("nan")}
-    out["kappa_lo"], out["kappa_hi"] = _ci((a, b), kappa, rs, paired=True)
-    out["alpha_lo"], out["alpha_hi"] = _ci((a, b), alpha, rs, paired=True)
+           "kappa": point, "alpha": alpha(idx) if len(a) else float("nan")}
+    out["kappa_lo"], out["kappa_hi"] = _ci((idx,), kappa, rs, paired=False)
+    out["alpha_lo"], out["alpha_hi"] = _ci((idx,), alpha, rs, paired=False)
     return out
 
 

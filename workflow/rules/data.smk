@@ -5,8 +5,9 @@ rule fetch_vader:
     output:
         "resources/vader/SOURCE.json",
         expand(
-            "resources/vader/hutto_ICWSM_2014/{corpus}_GroundTruth.txt",
+            "resources/vader/hutto_ICWSM_2014/{corpus}_{kind}.txt",
             corpus=VADER_CORPORA,
+            kind=["GroundTruth", "anonDataRatings"],
         ),
     log:
         "logs/fetch_vader.log",

@@ -345,7 +345,7 @@ def per_class_precision_recall(s: Path, meta: dict) -> plt.Figure:
             gg = g[g["class"] == cls]
             if gg.empty:
                 continue
-            ax.scatter(gg["recall"], gg["precision"], s=18,
+            ax.scatter(gg["recall"], gg["precision"], s=40 if kind == "fewshot" else 18,
                        marker="*" if kind == "fewshot" else MARKERS[j % len(MARKERS)],
                        color=OKABE_ITO[j % len(OKABE_ITO)], edgecolor="white", linewidth=0.3,
                        label=cls, zorder=3)

@@ -217,10 +217,13 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
                            note="With several seeds, the CI bounds are averaged over seeds.")
 
     pcls = agg.per_class_by_task(per_class)
+    if not pcls.empty:
+        pcls = pcls.merge(avg[["task", "model", "condition", "threshold", "train_size"]],
+                          on=["task", "model", "condition"], how="left")
     pdisp = pd.DataFrame({
         "task": pcls["task"],
-        "condition": [agg.describe(r.model, r.condition, r.kind, r.teacher, np.nan, np.nan)
-                      for r in pcls.itertuples()],
+        "condition": [agg.describe(r.model, r.condition, r.kind, r.teacher, r.threshold,
+                                   r.train_size) for r in pcls.itertuples()],
         "class": pcls["class"], "support": pcls["support"],
         **{m: [_ci(*x) for x in zip(pcls[m], pcls[f"{m}_lo"], pcls[f"{m}_hi"])]
            for m in ("precision", "recall", "f1")}})
