@@ -523,3 +523,11 @@ def test_mixed_study_summarises_each_task_type(tmp_path):
     agm = pd.read_csv(out / "agreement_median.csv")
     assert set(agm["task_type"]) == {"binary", "multiclass"}
     assert len(pd.read_csv(out / "per_class.csv")) > 0
+    # per-class gaps across tasks: classes matched by name (m1 and m2 share a, b, c)
+    cgm = pd.read_csv(out / "gaps_per_class_median.csv")
+    gpc = pd.concat(pd.read_csv(f) for f in files["gaps_per_class"])
+    sel = gpc[(gpc["class"] == "a") & (gpc["metric"] == "f1") & (gpc["comparison"] == "fewshot")
+              & (gpc["model"] == "bert") & (gpc["condition"] == "llm-gpt")]
+    row = cgm[(cgm["class"] == "a") & (cgm["metric"] == "f1") & (cgm["comparison"] == "fewshot")
+              & (cgm["model"] == "bert") & (cgm["condition"] == "llm-gpt")].iloc[0]
+    assert row["n_tasks"] == 2 and row["median_gap"] == pytest.approx(sel["gap"].median())

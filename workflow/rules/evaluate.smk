@@ -89,6 +89,7 @@ rule summary:
         "results/summary/consistency_by_task.csv",
         "results/summary/sweep_by_task.csv",
         "results/summary/gaps_per_class_by_task.csv",
+        "results/summary/gaps_per_class_median.csv",
         "results/summary/meta.json",
         headline=report(
             "results/summary/headline.html",

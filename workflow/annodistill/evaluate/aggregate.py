@@ -262,6 +262,36 @@ def per_class_by_task(per_class: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()[cols]
 
 
+def class_gap_summary(gaps_pc: pd.DataFrame, n_resamples: int = 10000, confidence: float = 0.95,
+                      seed: int = 20240625, types: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per-class gaps across tasks: per (task type, model, condition, comparison, class, metric)
+    the median gap, its bootstrap CI over tasks and the Wilcoxon test, as `gap_summary`. Classes
+    are matched by name, so this pools tasks that share a codebook's labels (e.g. several stance
+    tasks); a class found in one task only has n_tasks = 1."""
+    cols = ["task_type", "model", "condition", "kind", "teacher", "threshold", "comparison",
+            "reference", "class", "metric", "n_tasks", "median_gap", "ci_lo", "ci_hi",
+            "n_llm_better", "n_llm_worse", "wilcoxon_n", "wilcoxon_statistic", "wilcoxon_p",
+            "wilcoxon_method"]
+    if gaps_pc.empty:
+        return pd.DataFrame(columns=cols)
+    gaps_pc = gaps_pc.assign(task_type=gaps_pc["task"].map(types or {}).fillna("binary"))
+    rows = []
+    keys = ["task_type", "model", "condition", "comparison", "class", "metric"]
+    for key, g in gaps_pc.groupby(keys, sort=True):
+        v = pd.to_numeric(g["gap"], errors="coerce").dropna().to_numpy(dtype=float)
+        lo, hi = median_ci(v, n_resamples, confidence, seed)
+        w = wilcoxon(v)
+        first = g.iloc[0]
+        rows.append({**dict(zip(keys, key)), "kind": first["kind"], "teacher": first["teacher"],
+                     "threshold": first["threshold"], "reference": first["reference"],
+                     "n_tasks": len(v), "median_gap": float(np.median(v)) if len(v) else np.nan,
+                     "ci_lo": lo, "ci_hi": hi, "n_llm_better": int((v > 0).sum()),
+                     "n_llm_worse": int((v < 0).sum()), "wilcoxon_n": w["n_nonzero"],
+                     "wilcoxon_statistic": w["statistic"], "wilcoxon_p": w["p"],
+                     "wilcoxon_method": w["method"]})
+    return pd.DataFrame(rows, columns=cols)
+
+
 # --- teacher stage files ---------------------------------------------------------------------
 
 def _flatten(obj: dict, prefix: str = "") -> dict:

@@ -35,7 +35,8 @@ TABLES = {
     "consistency_sweep": "Consistency threshold: labels kept, their accuracy and student F1",
     "cost": "Teacher cost per task and split",
 }
-CSV_ONLY = ("metrics_all", "consistency_by_task", "sweep_by_task", "gaps_per_class_by_task")
+CSV_ONLY = ("metrics_all", "consistency_by_task", "sweep_by_task", "gaps_per_class_by_task",
+            "gaps_per_class_median")
 
 
 @dataclass
@@ -265,7 +266,9 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
     written += write_table(cost, out_dir, "cost", TABLES["cost"])
 
     for stem, df in (("metrics_all", metrics), ("consistency_by_task", cons),
-                     ("sweep_by_task", sweep), ("gaps_per_class_by_task", gaps_pc)):
+                     ("sweep_by_task", sweep), ("gaps_per_class_by_task", gaps_pc),
+                     ("gaps_per_class_median", agg.class_gap_summary(
+                         gaps_pc, inp.n_resamples, inp.confidence, inp.seed, types))):
         io.write_csv(out_dir / f"{stem}.csv", df)
         written.append(out_dir / f"{stem}.csv")
     meta = {"model": model, "teacher": teacher, "equal_size": equal, "task_types": types,
