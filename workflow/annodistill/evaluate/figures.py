@@ -98,7 +98,8 @@ def median_f1(s: Path, meta: dict) -> plt.Figure:
                             xerr=[[r[f"{m}_median"] - r[f"{m}_q25"]],
                                   [r[f"{m}_q75"] - r[f"{m}_median"]]],
                             fmt="o", color=c, ms=4, capsize=2, lw=1)
-            p = paper_pts.get(m, {}).get(f"{r['model']} / {r['condition']}")
+            p = (paper_pts.get(m, {}).get(f"{r['model']} / {r['condition']}")
+                 if r.get("task_type", "binary") == "binary" else None)  # the paper: binary
             if p is not None:
                 ax.plot(p, i, marker="D", mfc="none", mec="#000000", ms=5, ls="none",
                         label="paper (median)")
@@ -287,7 +288,9 @@ def learning_curve(s: Path, meta: dict) -> plt.Figure:
         ax.set_xlabel("Training labels (items, log scale)")
         ax.set_title(f"student: {model}")
         ax.legend(loc="lower right", frameon=False)
-    axes[0].set_ylabel("F1 on the human test set")
+    mixed = "task_type" in per.columns and per["task_type"].nunique() > 1
+    axes[0].set_ylabel("F1 on the human test set" + ("\n(binary: positive class; multi-class: "
+                                                       "macro)" if mixed else ""))
     return fig
 
 
