@@ -100,7 +100,7 @@ def headline_metric(cb: Codebook) -> str:
 
 
 def gate_metrics(labels: pd.DataFrame, truth: pd.DataFrame, cb: Codebook,
-                 n_resamples: int = 1000, seed: int = 20240625) -> dict:
+                 resampling=None) -> dict:
     """The teacher against the human validation labels: accuracy, the headline F1 (binary: the
     positive class's F1, precision, recall; K > 2: macro averages over the codebook's labels),
     macro-F1, per-class precision/recall/F1, and agreement (Cohen's kappa, Krippendorff's alpha
@@ -174,11 +174,12 @@ def gate_metrics(labels: pd.DataFrame, truth: pd.DataFrame, cb: Codebook,
             pos = out["per_class"].get(cb.positive, {})
             out["one_vs_rest"] = {"class": cb.positive, **{k: pos.get(k) for k in
                                                            ("f1", "precision", "recall")}}
-    ag = pair_agreement(m["label"].astype(object).tolist(), human.tolist(), names,
-                        Resampling(n_resamples=n_resamples, seed=seed))
+    rs = resampling or Resampling()
+    ag = pair_agreement(m["label"].astype(object).tolist(), human.tolist(), names, rs)
     out["agreement"] = {"kappa": ag["kappa"], "kappa_ci": [ag["kappa_lo"], ag["kappa_hi"]],
                         "alpha": ag["alpha"], "alpha_ci": [ag["alpha_lo"], ag["alpha_hi"]],
-                        "n": ag["n"], "confidence": 0.95, "n_resamples": n_resamples,
+                        "n": ag["n"], "confidence": rs.confidence,
+                        "n_resamples": rs.n_resamples, "seed": rs.seed,
                         "kappa_method": "Cohen (sklearn.metrics.cohen_kappa_score)",
                         "alpha_method": "Krippendorff, nominal (krippendorff.alpha)",
                         "note": "teacher vs human labels; unparseable items left out"}
