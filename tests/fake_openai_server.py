@@ -6,7 +6,10 @@ the code under test talks to it through the openai SDK exactly as it would to a 
 
 The "model": the item is the last `Text: ...` of the prompt; the answer is the positive
 verbalizer when the text contains `keyword`, else the negative one, flipped for about `noise` of
-the (text, seed) pairs, deterministic. Faults are injected on the first attempt of chosen (text,
+the (text, seed) pairs, deterministic. With K verbalizers (`verbs` of any length) and
+`keywords` (one per verbalizer but the last), the answer is the verbalizer of the first keyword
+found in the text, else the last verbalizer; noise moves it to another verbalizer. Logprobs put
+0.8 on the answer and share 0.2 among the other verbalizers. Faults are injected on the first attempt of chosen (text,
 seed) pairs: `fault_rates` maps a fault name to a share of pairs:
   429 (with Retry-After), 500, 503, timeout (silent for `timeout_s`, then hangs up), drop (closes the
   connection without answering) — transient: the retry succeeds;
@@ -37,12 +40,16 @@ def _h(*parts) -> float:
 
 class FakeOpenAI:
     def __init__(self, *, api_key: str | None = None, keyword: str = "tax",
-                 verbs: tuple[str, str] = ("yes", "no"), noise: float = 0.1,
+                 verbs: tuple[str, ...] = ("yes", "no"), keywords: tuple[str, ...] | None = None,
+                 noise: float = 0.1,
                  fault_rates: dict | None = None, latency_s: float = 0.0,
                  retry_after_s: float = 0.05, timeout_s: float = 1.0,
                  stall_after: int | None = None, batch_polls: int = 1, rpm_limit: float | None = None,
                  model: str = "fake-model"):
-        self.api_key, self.keyword, self.verbs, self.noise = api_key, keyword, verbs, noise
+        self.api_key, self.keyword, self.verbs, self.noise = api_key, keyword, tuple(verbs), noise
+        self.keywords = tuple(keywords) if keywords is not None else (keyword,)
+        if len(self.keywords) != len(self.verbs) - 1:
+            raise ValueError("give one keyword per verbalizer but the last")
         self.fault_rates = dict(fault_rates or {})
         self.latency_s, self.retry_after_s, self.timeout_s = latency_s, retry_after_s, timeout_s
         self.stall_after, self.batch_polls, self.rpm_limit = stall_after, batch_polls, rpm_limit
@@ -96,10 +103,11 @@ class FakeOpenAI:
         return found[-1].strip() if found else ""
 
     def label_word(self, text: str, seed) -> str:
-        pos = self.keyword in text
+        k = next((i for i, kw in enumerate(self.keywords) if kw in text), len(self.verbs) - 1)
         if _h("noise", text, seed) < self.noise:
-            pos = not pos
-        return self.verbs[0] if pos else self.verbs[1]
+            shift = 1 + int(_h("shift", text, seed) * (len(self.verbs) - 1))
+            k = (k + shift) % len(self.verbs)
+        return self.verbs[k]
 
     def fault_for(self, text: str, seed, attempt: int) -> str | None:
         u = _h("fault", text, seed)
@@ -127,22 +135,23 @@ class FakeOpenAI:
         usage = {"prompt_tokens": len(prompt.encode()) // 4 + 1, "completion_tokens": 1,
                  "total_tokens": len(prompt.encode()) // 4 + 2}
         created = int(time.time())
-        other = self.verbs[1] if word == self.verbs[0] else self.verbs[0]
+        others = [v for v in self.verbs if v != word]
+        p_other = 0.2 / len(others)
         if "prompt" in body:
             choice = {"index": 0, "text": content, "finish_reason": "stop", "logprobs": None}
             if body.get("logprobs"):
+                top = {" " + word: math.log(0.8), **{" " + o: math.log(p_other) for o in others}}
                 choice["logprobs"] = {"tokens": [content], "token_logprobs": [math.log(0.8)],
-                                      "top_logprobs": [{" " + word: math.log(0.8),
-                                                        " " + other: math.log(0.2)}],
-                                      "text_offset": [0]}
+                                      "top_logprobs": [top], "text_offset": [0]}
             return {"id": "cmpl-fake", "object": "text_completion", "created": created,
                     "model": self.model, "choices": [choice], "usage": usage}
         choice = {"index": 0, "finish_reason": "stop",
                   "message": {"role": "assistant", "content": content}, "logprobs": None}
         if body.get("logprobs"):
             toks = [{"token": word, "logprob": math.log(0.8), "bytes": None,
-                     "top_logprobs": [{"token": word, "logprob": math.log(0.8), "bytes": None},
-                                      {"token": other, "logprob": math.log(0.2), "bytes": None}]}]
+                     "top_logprobs": [{"token": word, "logprob": math.log(0.8), "bytes": None}]
+                     + [{"token": o, "logprob": math.log(p_other), "bytes": None}
+                        for o in others]}]
             choice["logprobs"] = {"content": toks}
         return {"id": "chatcmpl-fake", "object": "chat.completion", "created": created,
                 "model": self.model, "choices": [choice], "usage": usage}

@@ -129,7 +129,8 @@ def test_snakemake_figures_report_and_rebuild_from_disk(tmp_path, env_with_venv)
     for name in FIGURES:
         assert f"{name}.png" in html
     for table in ("headline.html", "paper_comparison.html", "gaps_median.html",
-                  "teacher_gate.html", "cost.html"):
+                  "teacher_gate.html", "cost.html", "agreement_median.html", "per_class.html",
+                  "agreement.html"):
         assert table in html
     assert "1 Findings" in html and "2 Teacher" in html
     # beyond the paper: prevalence (PPI++), the budget curve, cost per F1 point, disagreements
@@ -147,7 +148,8 @@ def test_snakemake_figures_report_and_rebuild_from_disk(tmp_path, env_with_venv)
     # rebuild every table and figure from the metrics on disk: nothing upstream reruns
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*/metrics*.csv")
               if p.parent.name != "summary"}
-    assert len(before) == 3 * 4
+    assert len(before) == 3 * 8  # metrics, gaps, consistency, sweep, per_class, confusion,
+    # gaps_per_class, agreement
     head_before = (summary / "headline.csv").stat().st_mtime_ns
     proc = snakemake(tmp_path, "--cores", "2", "figures", "--forcerun", "summary", *only_ours,
                      env=env_with_venv)

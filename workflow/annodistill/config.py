@@ -83,7 +83,7 @@ class Codebook:
     description: str
     source: dict
     labels: tuple[Label, ...]
-    positive: str
+    positive: str | None  # required for binary codebooks; optional (one-vs-rest) for K > 2
     prompt: dict = field(default_factory=dict)
     few_shot: dict = field(default_factory=dict)
     path: str = ""
@@ -99,8 +99,15 @@ class Codebook:
     @property
     def negative(self) -> str:
         """The other label of a binary task."""
+        if not self.is_binary:
+            raise ValueError(f"codebook {self.name}: `negative` exists only for binary codebooks")
         others = [n for n in self.label_names if n != self.positive]
         return others[0]
+
+    @property
+    def coders(self) -> dict | None:
+        """The optional `source.coders` section (per-coder ratings for human-human agreement)."""
+        return self.source.get("coders")
 
     def verbalizer(self, label: str) -> str:
         return next(lab.verbalizer for lab in self.labels if lab.name == label)
@@ -141,23 +148,65 @@ def codebook_from_dict(raw: dict, where: str, expected_name: str | None = None) 
     verbs = [lab.verbalizer.strip().lower() for lab in labels]
     if len(set(verbs)) != len(verbs):
         raise InputError("label verbalizers must be distinct", path=where, field="labels")
-    if raw["positive"] not in names:
-        raise InputError(f"positive class {raw['positive']!r} is not one of the labels {names}",
+    positive = raw.get("positive")
+    if positive is None and len(names) == 2:
+        raise InputError(f"a binary codebook needs `positive` (one of {names})", path=where,
+                         field="positive")
+    if positive is not None and positive not in names:
+        raise InputError(f"positive class {positive!r} is not one of the labels {names}",
                          path=where, field="positive")
     spec = raw["source"]["label"]
-    targets = (list(spec["map"].values()) if "map" in spec
-               else [spec["threshold"]["then"], spec["threshold"]["else"]])
-    for t in targets:
-        if t not in names:
-            raise InputError(f"label mapping produces {t!r}, which is not one of the labels "
-                             f"{names}", path=where, field="source.label")
-    th = spec.get("threshold")
-    if th is not None and (("at_most" in th) == ("at_least" in th)):
-        raise InputError("threshold needs exactly one of at_most, at_least", path=where,
-                         field="source.label.threshold")
+    _check_label_rule(spec, names, where, "source.label")
+    coders = raw["source"].get("coders")
+    if coders is not None:
+        _check_label_rule(coders["label"], names, where, "source.coders.label")
+        need = {"long": ("coder_column", "rating_column"), "wide": ("rating_columns",),
+                "list": ("list_column",)}[coders["ratings"]]
+        for key in need:
+            if key not in coders:
+                raise InputError(f"ratings: {coders['ratings']} needs `{key}`", path=where,
+                                 field=f"source.coders.{key}")
+        if (coders["format"] in ("csv", "tsv") and not coders.get("header", True)
+                and not coders.get("columns")):
+            raise InputError("a file without header needs `columns`", path=where,
+                             field="source.coders.columns")
     src = raw["source"]
     if src["format"] in ("csv", "tsv") and not src.get("header", True) and not src.get("columns"):
         raise InputError("a file without header needs `columns`", path=where, field="source.columns")
     return Codebook(name=raw["name"], description=raw.get("description", ""), source=src,
-                    labels=labels, positive=raw["positive"], prompt=raw.get("prompt") or {},
+                    labels=labels, positive=positive, prompt=raw.get("prompt") or {},
                     few_shot=raw.get("few_shot") or {}, path=where)
+
+
+def _check_label_rule(spec: dict, names: list[str], where: str, field: str) -> None:
+    """A label rule (map, threshold or bins) may only produce codebook labels."""
+    if "map" in spec:
+        targets = list(spec["map"].values())
+        dropped = {str(v) for v in spec.get("drop") or []}
+        both = sorted(dropped & set(spec["map"]))
+        if both:
+            raise InputError(f"raw value {both[0]!r} is both mapped and dropped", path=where,
+                             field=f"{field}.drop")
+    elif "threshold" in spec:
+        th = spec["threshold"]
+        if ("at_most" in th) == ("at_least" in th):
+            raise InputError("threshold needs exactly one of at_most, at_least", path=where,
+                             field=f"{field}.threshold")
+        targets = [th["then"], th["else"]]
+    else:
+        bins = spec["bins"]
+        targets = [b["label"] for b in bins]
+        cuts = [b.get("below") for b in bins]
+        if cuts[-1] is not None or any(c is None for c in cuts[:-1]):
+            raise InputError("bins: every entry but the last needs `below`; the last has none",
+                             path=where, field=f"{field}.bins")
+        if cuts[:-1] != sorted(set(cuts[:-1])):
+            raise InputError(f"bins: `below` must increase, got {cuts[:-1]}", path=where,
+                             field=f"{field}.bins")
+    if "drop" in spec and "map" not in spec:
+        raise InputError("`drop` applies to a `map` of raw values", path=where,
+                         field=f"{field}.drop")
+    for t in targets:
+        if t not in names:
+            raise InputError(f"label mapping produces {t!r}, which is not one of the labels "
+                             f"{names}", path=where, field=field)

@@ -193,9 +193,9 @@ def ids_digest(ids) -> str:
 
 SPLIT_COLUMNS = ["id", "text", "label"]                    # splits/test|validation.parquet
 POOL_COLUMNS = ["id", "text", "label", "rank"]             # splits/train_pool.parquet
-TEACHER_LABEL_COLUMNS = ["id", "label", "consistency", "p_positive", "p_source", "n_answers",
-                         "n_unparseable", "answers", "prompt_tokens", "completion_tokens",
-                         "cost_usd"]                        # teacher/<t>/labels_<split>.parquet
+TEACHER_LABEL_COLUMNS = ["id", "label", "consistency", "p_positive", "p_labels", "p_source",
+                         "n_answers", "n_unparseable", "answers", "prompt_tokens",
+                         "completion_tokens", "cost_usd"]   # teacher/<t>/labels_<split>.parquet
 PREDICTION_COLUMNS = ["seed", "id", "label", "p_positive", "p_labels"]  # students/.../predictions
 METRIC_KEY_COLUMNS = ["task", "model", "condition", "kind", "teacher", "threshold", "human_n",
                       "seed", "train_size", "n_train", "n_test", "n_no_label", "degenerate"]

@@ -60,8 +60,33 @@ def ingest_inputs(wildcards):
     return out
 
 
+def coders_inputs(wildcards):
+    # the per-coder ratings of a codebook with `source.coders` (human-human agreement)
+    coders = CODEBOOKS[wildcards.task].coders
+    out = {
+        "codebook": task_yaml(wildcards),
+        "clean": f"results/{wildcards.task}/data/clean.parquet",
+        "raw": coders["path"],
+    }
+    if coders["path"].startswith("resources/vader/"):
+        out["vader"] = "resources/vader/SOURCE.json"
+    return out
+
+
+def coders_file(task):
+    """results/{task}/data/coders.parquet for a task whose codebook has coders, else None."""
+    if CODEBOOKS[task].coders is None:
+        return None
+    return f"results/{task}/data/coders.parquet"
+
+
+TASKS_WITH_CODERS = [t for t in TASKS if CODEBOOKS[t].coders is not None]
+
+
 def data_targets():
-    return expand("results/{task}/splits/manifest.json", task=TASKS)
+    return expand("results/{task}/splits/manifest.json", task=TASKS) + [
+        coders_file(t) for t in TASKS_WITH_CODERS
+    ]
 
 
 # Each stage's .smk adds its own targets to this list (extend, never replace).

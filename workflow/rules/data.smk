@@ -5,8 +5,9 @@ rule fetch_vader:
     output:
         "resources/vader/SOURCE.json",
         expand(
-            "resources/vader/hutto_ICWSM_2014/{corpus}_GroundTruth.txt",
+            "resources/vader/hutto_ICWSM_2014/{corpus}_{kind}.txt",
             corpus=VADER_CORPORA,
+            kind=["GroundTruth", "anonDataRatings"],
         ),
     log:
         "logs/fetch_vader.log",
@@ -31,6 +32,22 @@ rule ingest:
     shell:
         "python -m annodistill.cli data ingest --codebook {input.codebook} --raw {input.raw} "
         "--out {output.clean} --summary {output.summary} 2> {log}"
+
+
+rule coders:
+    # per-coder ratings (codebooks with source.coders): human-human agreement in the evaluation
+    input:
+        unpack(coders_inputs),
+    output:
+        coders="results/{task}/data/coders.parquet",
+        summary="results/{task}/data/coders_summary.json",
+    log:
+        "logs/{task}/coders.log",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m annodistill.cli data coders --codebook {input.codebook} --clean {input.clean} "
+        "--raw {input.raw} --out {output.coders} --summary {output.summary} 2> {log}"
 
 
 rule split:

@@ -43,6 +43,10 @@ rule metrics:
         gaps="results/{task}/metrics_gaps.csv",
         consistency="results/{task}/metrics_consistency.csv",
         sweep="results/{task}/metrics_sweep.csv",
+        per_class="results/{task}/metrics_per_class.csv",
+        confusion="results/{task}/metrics_confusion.csv",
+        gaps_per_class="results/{task}/metrics_gaps_per_class.csv",
+        agreement="results/{task}/metrics_agreement.csv",
     log:
         "logs/{task}/metrics.log",
     conda:
@@ -59,11 +63,13 @@ rule metrics:
         "python -m annodistill.cli evaluate task --task {wildcards.task} "
         "--codebook {input.codebook} --test {input.test} --train-pool {input.train_pool} "
         "--predictions {input.predictions} --teacher-test {input.teacher_test} "
-        "--teacher-train {input.teacher_train} --llm-train-size {params.llm} "
+        "--teacher-train {input.teacher_train} --coders {input.coders} --llm-train-size {params.llm} "
         "--equal-size {params.equal} --bins {params.bins} --thresholds {params.thresholds} "
         "--n-resamples {params.n} --confidence {params.confidence} --seed {params.seed} "
         "--metrics {output.metrics} --gaps {output.gaps} "
-        "--consistency {output.consistency} --sweep {output.sweep} 2> {log}"
+        "--consistency {output.consistency} --sweep {output.sweep} --per-class {output.per_class} "
+        "--confusion {output.confusion} --gaps-per-class {output.gaps_per_class} "
+        "--agreement {output.agreement} 2> {log}"
 
 
 rule summary:
@@ -80,9 +86,14 @@ rule summary:
         multiext("results/summary/consistency", ".csv", ".md", ".tex"),
         multiext("results/summary/consistency_sweep", ".csv", ".md", ".tex"),
         multiext("results/summary/cost", ".csv", ".md", ".tex"),
+        multiext("results/summary/agreement_median", ".csv", ".md", ".tex"),
+        multiext("results/summary/per_class", ".csv", ".md", ".tex"),
+        multiext("results/summary/agreement", ".csv", ".md", ".tex"),
         "results/summary/metrics_all.csv",
         "results/summary/consistency_by_task.csv",
         "results/summary/sweep_by_task.csv",
+        "results/summary/gaps_per_class_by_task.csv",
+        "results/summary/gaps_per_class_median.csv",
         "results/summary/meta.json",
         headline=report(
             "results/summary/headline.html",
@@ -97,6 +108,13 @@ rule summary:
             category="1 Findings",
             subcategory="Tables",
             labels={"table": "side by side with the paper"},
+        ),
+        agreement_median=report(
+            "results/summary/agreement_median.html",
+            caption="../report/agreement_median.rst",
+            category="1 Findings",
+            subcategory="Tables",
+            labels={"table": "agreement: teacher-human and human-human"},
         ),
         gaps=report(
             "results/summary/gaps_median.html",
@@ -116,6 +134,18 @@ rule summary:
             caption="../report/metrics_by_task.rst",
             category="3 Per task",
             labels={"table": "metrics per task"},
+        ),
+        per_class=report(
+            "results/summary/per_class.html",
+            caption="../report/per_class.rst",
+            category="3 Per task",
+            labels={"table": "per-class metrics per task"},
+        ),
+        agreement=report(
+            "results/summary/agreement.html",
+            caption="../report/agreement.rst",
+            category="3 Per task",
+            labels={"table": "agreement per task"},
         ),
         gate=report(
             "results/summary/teacher_gate.html",
@@ -158,7 +188,8 @@ rule summary:
     shell:
         "python -m annodistill.cli evaluate summary --metrics {input.metrics} "
         "--gaps {input.gaps} --consistency {input.consistency} --sweep {input.sweep} "
-        "--gates {input.gates} --costs {input.costs} --reference {input.reference} "
+        "--per-class {input.per_class} --gaps-per-class {input.gaps_per_class} "
+        "--agreement {input.agreement} --gates {input.gates} --costs {input.costs} --reference {input.reference} "
         "{params.headline} --n-resamples {params.n} --confidence {params.confidence} "
         "--seed {params.seed} --out-dir {params.out_dir} 2> {log}"
 
@@ -174,6 +205,7 @@ rule plot:
         multiext("results/figures/consistency_accuracy", ".pdf"),
         multiext("results/figures/learning_curve", ".pdf"),
         multiext("results/figures/consistency_sweep", ".pdf"),
+        multiext("results/figures/per_class_precision_recall", ".pdf"),
         median_f1=report(
             "results/figures/median_f1.png",
             caption="../report/fig_median_f1.rst",
@@ -187,6 +219,13 @@ rule plot:
             category="1 Findings",
             subcategory="Figures",
             labels={"figure": "precision vs recall"},
+        ),
+        per_class_precision_recall=report(
+            "results/figures/per_class_precision_recall.png",
+            caption="../report/fig_per_class_precision_recall.rst",
+            category="1 Findings",
+            subcategory="Figures",
+            labels={"figure": "precision vs recall per class"},
         ),
         f1_gap=report(
             "results/figures/f1_gap.png",

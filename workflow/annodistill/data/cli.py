@@ -26,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--summary", required=True)
     i.set_defaults(func=_ingest)
 
+    c = dsub.add_parser("coders", help="per-coder ratings -> coders.parquet (id, coder, label)")
+    c.add_argument("--codebook", required=True, help="config/tasks/<task>.yaml (with source.coders)")
+    c.add_argument("--clean", required=True, help="results/<task>/data/clean.parquet")
+    c.add_argument("--raw", default=None, help="coders file (default: source.coders.path)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--summary", required=True)
+    c.set_defaults(func=_coders)
+
     s = dsub.add_parser("split", help="clean.parquet -> test/validation/train_pool + manifest")
     s.add_argument("--clean", required=True)
     s.add_argument("--out-dir", required=True)
@@ -54,7 +62,22 @@ def _ingest(args) -> int:
     df, summary = ingest(cb, args.raw or cb.source["path"])
     io.write_parquet(args.out, df)
     io.write_json(args.summary, summary)
-    print(f"{cb.name}: {summary['n_clean']} items, positive share {summary['positive_share']:.3f}")
+    shares = ", ".join(f"{k} {v:.3f}" for k, v in summary["label_shares"].items() if v is not None)
+    print(f"{cb.name}: {summary['n_clean']} items ({shares}); "
+          f"{summary['dropped_by_label_map']} dropped by the label map")
+    return 0
+
+
+def _coders(args) -> int:
+    from .ingest import read_coders
+
+    cb = load_codebook(args.codebook)
+    clean = pd.read_parquet(args.clean)
+    df, summary = read_coders(cb, args.raw or cb.coders["path"], clean["id"].astype(str))
+    io.write_parquet(args.out, df)
+    io.write_json(args.summary, summary)
+    print(f"{cb.name}: {summary['n_ratings']} ratings of {summary['n_items']} items by "
+          f"{summary['n_coders']} coder ids")
     return 0
 
 

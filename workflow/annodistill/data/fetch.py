@@ -72,8 +72,10 @@ def extract_vader(sdist: Path, dest: Path) -> dict:
             inner.extractall(tmp / "out", filter="data")
         extracted = tmp / "out" / "hutto_ICWSM_2014"
         for corpus in CORPORA:
-            if not (extracted / f"{corpus}_GroundTruth.txt").exists():
-                raise InputError(f"{corpus}_GroundTruth.txt missing from the archive", path=str(sdist))
+            for kind in ("GroundTruth", "anonDataRatings"):  # mean ratings; every rater's own
+                if not (extracted / f"{corpus}_{kind}.txt").exists():
+                    raise InputError(f"{corpus}_{kind}.txt missing from the archive",
+                                     path=str(sdist))
         final = dest / "hutto_ICWSM_2014"
         if final.exists():
             shutil.rmtree(final)

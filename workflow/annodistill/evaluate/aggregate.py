@@ -1,10 +1,15 @@
 """Across tasks: the paper's findings, computed for whatever tasks the study has.
 
 Inputs are the per-task files of `task.py` (metrics.csv, metrics_gaps.csv, metrics_consistency.csv,
-metrics_sweep.csv) and the teacher's gate.json / cost_*.json. Every statistic is across tasks,
-after averaging seeds within a task (NaN seeds skipped):
-- `headline`: per (model, condition) the median and IQR of F1, precision, recall and accuracy;
-- `gap_summary`: per (model, LLM-label condition, comparison, metric) the median of the per-task
+metrics_sweep.csv, and per_class.py's metrics_per_class.csv, metrics_agreement.csv) and the
+teacher's gate.json / cost_*.json. Every statistic is across tasks, after averaging seeds within a
+task (NaN seeds skipped), and per task type: binary tasks (headline metric: F1 of the positive
+class) and multi-class tasks (macro-F1) are summarised in separate rows, so neither kind blocks or
+blurs the other (`task_type`, `headline_metric` columns):
+- `headline`: per (task type, model, condition) the median and IQR of F1, precision, recall and
+  accuracy;
+- `agreement_summary`: teacher-human and human-human kappa and alpha per task and their medians;
+- `gap_summary`: per (task type, model, LLM-label condition, comparison, metric) the median of the per-task
   gaps, a percentile bootstrap CI of that median over tasks (scipy.stats.bootstrap) and the
   Wilcoxon signed-rank test of the gaps (scipy.stats.wilcoxon: n, statistic, p, method);
 - teacher gate summary, consistency vs accuracy (pooled over tasks), the consistency-threshold
@@ -24,6 +29,23 @@ from .metrics import METRICS, percentile_ci
 
 KIND_ORDER = {"fewshot": 0, "llm": 1, "llm_consistency": 2, "soft": 3, "human": 4}
 SUMMARY_METRICS = ("f1", "precision", "recall")
+TYPE_ORDER = {"binary": 0, "multiclass": 1}
+HEADLINE_METRIC = {"binary": "F1 of the positive class", "multiclass": "macro-F1"}
+
+
+def with_task_type(metrics: pd.DataFrame) -> pd.DataFrame:
+    """metrics.csv rows with `task_type` (binary/multiclass): the column, or from `average` in
+    files written before it existed."""
+    if metrics.empty or "task_type" in metrics.columns and metrics["task_type"].notna().all():
+        return metrics
+    avg = metrics.get("average", pd.Series("binary", index=metrics.index))
+    return metrics.assign(task_type=np.where(avg == "binary", "binary", "multiclass"))
+
+
+def task_types(metrics: pd.DataFrame) -> dict[str, str]:
+    """task -> binary | multiclass."""
+    m = with_task_type(metrics)
+    return dict(zip(m["task"], m["task_type"])) if not m.empty else {}
 
 
 def describe(model: str, condition: str, kind: str, teacher, threshold, train_size) -> str:
@@ -45,7 +67,8 @@ def describe(model: str, condition: str, kind: str, teacher, threshold, train_si
 def seed_averaged(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per (task, model, condition): metrics averaged over seeds (NaN seeds skipped)."""
     keys = ["task", "model", "condition"]
-    first = ["kind", "teacher", "threshold", "human_n", "train_size", "n_test"]
+    metrics = with_task_type(metrics)
+    first = ["task_type", "kind", "teacher", "threshold", "human_n", "train_size", "n_test"]
     if metrics.empty:
         return pd.DataFrame(columns=keys + first + ["n_seeds", "n_no_label", "n_train",
                                                     "n_degenerate", "degenerate", *METRICS])
@@ -79,9 +102,12 @@ def _order(df: pd.DataFrame) -> pd.DataFrame:
     key = df["kind"].map(KIND_ORDER).fillna(9)
     size = pd.to_numeric(df.get("train_size"), errors="coerce").fillna(0)
     thr = pd.to_numeric(df.get("threshold"), errors="coerce").fillna(-1)
-    return (df.assign(_k=key, _s=size, _t=thr)
-            .sort_values(["_k", "model", "teacher", "_t", "_s", "condition"], na_position="first")
-            .drop(columns=["_k", "_s", "_t"]).reset_index(drop=True))
+    typ = (df["task_type"].map(TYPE_ORDER).fillna(9) if "task_type" in df.columns
+           else pd.Series(0, index=df.index))
+    return (df.assign(_y=typ, _k=key, _s=size, _t=thr)
+            .sort_values(["_y", "_k", "model", "teacher", "_t", "_s", "condition"],
+                         na_position="first")
+            .drop(columns=["_y", "_k", "_s", "_t"]).reset_index(drop=True))
 
 
 def _quantiles(x: pd.Series) -> tuple[float, float, float, int]:
@@ -93,12 +119,15 @@ def _quantiles(x: pd.Series) -> tuple[float, float, float, int]:
 
 
 def headline(avg: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, condition): number of tasks and median [IQR] of each metric across tasks."""
+    """Per (task type, model, condition): number of tasks and median [IQR] of each metric across
+    tasks; `headline_metric` says what `f1` is in that row."""
     rows = []
-    for (model, cond), g in avg.groupby(["model", "condition"], sort=True):
+    avg = with_task_type(avg)
+    for (ttype, model, cond), g in avg.groupby(["task_type", "model", "condition"], sort=True):
         first = g.iloc[0]
         sizes = g["train_size"].dropna().unique()
-        row = {"model": model, "condition": cond, "kind": first["kind"],
+        row = {"task_type": ttype, "headline_metric": HEADLINE_METRIC.get(ttype, ttype),
+               "model": model, "condition": cond, "kind": first["kind"],
                "teacher": first["teacher"], "threshold": first["threshold"],
                "train_size": sizes[0] if len(sizes) == 1 else pd.NA,
                "n_tasks": g["task"].nunique(),
@@ -111,8 +140,9 @@ def headline(avg: pd.DataFrame) -> pd.DataFrame:
             med, q25, q75, n = _quantiles(g[m])
             row.update({f"{m}_median": med, f"{m}_q25": q25, f"{m}_q75": q75, f"{m}_n": n})
         rows.append(row)
-    cols = ["model", "condition", "kind", "teacher", "threshold", "train_size", "n_tasks",
-            "n_runs", "n_degenerate_runs", "degenerate_tasks", "description"]
+    cols = ["task_type", "headline_metric", "model", "condition", "kind", "teacher", "threshold",
+            "train_size", "n_tasks", "n_runs", "n_degenerate_runs", "degenerate_tasks",
+            "description"]
     cols += [f"{m}_{s}" for m in (*SUMMARY_METRICS, "accuracy") for s in ("median", "q25", "q75",
                                                                           "n")]
     return _order(pd.DataFrame(rows, columns=cols))
@@ -164,18 +194,23 @@ def gaps_by_task(gaps: pd.DataFrame) -> pd.DataFrame:
 
 
 def gap_summary(gaps: pd.DataFrame, n_resamples: int = 10000, confidence: float = 0.95,
-                seed: int = 20240625) -> pd.DataFrame:
-    """Median gap across tasks with bootstrap CI and Wilcoxon test, per comparison and metric."""
+                seed: int = 20240625, types: dict[str, str] | None = None) -> pd.DataFrame:
+    """Median gap across tasks with bootstrap CI and Wilcoxon test, per task type (`types`: task
+    -> binary/multiclass; default binary), comparison and metric."""
     rows = []
     if not gaps.empty:
-        for (model, cond, comp), g in gaps.groupby(["model", "condition", "comparison"], sort=True):
+        gaps = gaps.assign(task_type=gaps["task"].map(types or {}).fillna("binary"))
+        for (ttype, model, cond, comp), g in gaps.groupby(
+                ["task_type", "model", "condition", "comparison"], sort=True):
             first = g.iloc[0]
             for m in SUMMARY_METRICS:
                 v = pd.to_numeric(g[f"{m}_gap"], errors="coerce").to_numpy(dtype=float)
                 defined = v[~np.isnan(v)]
                 lo, hi = median_ci(defined, n_resamples, confidence, seed)
                 w = wilcoxon(defined)
-                rows.append({"model": model, "condition": cond, "kind": first["kind"],
+                rows.append({"task_type": ttype,
+                             "headline_metric": HEADLINE_METRIC.get(ttype, ttype),
+                             "model": model, "condition": cond, "kind": first["kind"],
                              "teacher": first["teacher"], "threshold": first["threshold"],
                              "comparison": comp, "reference": first["reference"], "metric": m,
                              "n_tasks": len(defined),
@@ -189,8 +224,8 @@ def gap_summary(gaps: pd.DataFrame, n_resamples: int = 10000, confidence: float 
                              "n_llm_worse": int((defined < 0).sum()),
                              "wilcoxon_n": w["n_nonzero"], "wilcoxon_statistic": w["statistic"],
                              "wilcoxon_p": w["p"], "wilcoxon_method": w["method"]})
-    cols = ["model", "condition", "kind", "teacher", "threshold", "comparison", "reference",
-            "metric", "n_tasks", "median_llm", "median_reference", "median_gap", "ci_lo", "ci_hi",
+    cols = ["task_type", "headline_metric", "model", "condition", "kind", "teacher", "threshold",
+            "comparison", "reference", "metric", "n_tasks", "median_llm", "median_reference", "median_gap", "ci_lo", "ci_hi",
             "n_llm_better", "n_llm_worse", "wilcoxon_n", "wilcoxon_statistic", "wilcoxon_p",
             "wilcoxon_method"]
     df = pd.DataFrame(rows, columns=cols)
@@ -198,8 +233,79 @@ def gap_summary(gaps: pd.DataFrame, n_resamples: int = 10000, confidence: float 
         return df
     df["_m"] = df["metric"].map({m: i for i, m in enumerate(SUMMARY_METRICS)})
     df = _order(df.assign(train_size=np.nan))
-    return (df.sort_values(["model", "comparison", "_m"], kind="stable")
-            .drop(columns=["_m", "train_size"]).reset_index(drop=True))
+    df["_y"] = df["task_type"].map(TYPE_ORDER).fillna(9)
+    return (df.sort_values(["_y", "model", "comparison", "_m"], kind="stable")
+            .drop(columns=["_m", "_y", "train_size"]).reset_index(drop=True))
+
+
+def agreement_summary(agree: pd.DataFrame, types: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per (task type, rater): the number of tasks and the median kappa and alpha across tasks,
+    teacher-human rows next to the human-human ceiling."""
+    cols = ["task_type", "kind", "rater", "n_tasks", "kappa_median", "alpha_median", "kappa_min",
+            "kappa_max", "alpha_min", "alpha_max"]
+    if agree.empty:
+        return pd.DataFrame(columns=cols)
+    agree = agree.assign(task_type=agree["task"].map(types or {}).fillna("binary"))
+    rows = []
+    for (ttype, kind, rater), g in agree.groupby(["task_type", "kind", "rater"], sort=True):
+        k = pd.to_numeric(g["kappa"], errors="coerce").dropna()
+        a = pd.to_numeric(g["alpha"], errors="coerce").dropna()
+        rows.append({"task_type": ttype, "kind": kind, "rater": rater,
+                     "n_tasks": g["task"].nunique(),
+                     "kappa_median": float(k.median()) if len(k) else np.nan,
+                     "alpha_median": float(a.median()) if len(a) else np.nan,
+                     "kappa_min": float(k.min()) if len(k) else np.nan,
+                     "kappa_max": float(k.max()) if len(k) else np.nan,
+                     "alpha_min": float(a.min()) if len(a) else np.nan,
+                     "alpha_max": float(a.max()) if len(a) else np.nan})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def per_class_by_task(per_class: pd.DataFrame) -> pd.DataFrame:
+    """metrics_per_class rows averaged over seeds: per (task, model, condition, class)."""
+    cols = ["task", "model", "condition", "kind", "teacher", "class", "support", "n_seeds",
+            "precision", "recall", "f1", "precision_lo", "precision_hi", "recall_lo", "recall_hi",
+            "f1_lo", "f1_hi"]
+    if per_class.empty:
+        return pd.DataFrame(columns=cols)
+    g = per_class.groupby(["task", "model", "condition", "class"], sort=False, dropna=False)
+    out = g[["kind", "teacher", "support"]].first()
+    out["n_seeds"] = g.size()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for c in cols[8:]:
+            out[c] = g[c].mean()
+    return out.reset_index()[cols]
+
+
+def class_gap_summary(gaps_pc: pd.DataFrame, n_resamples: int = 10000, confidence: float = 0.95,
+                      seed: int = 20240625, types: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per-class gaps across tasks: per (task type, model, condition, comparison, class, metric)
+    the median gap, its bootstrap CI over tasks and the Wilcoxon test, as `gap_summary`. Classes
+    are matched by name, so this pools tasks that share a codebook's labels (e.g. several stance
+    tasks); a class found in one task only has n_tasks = 1."""
+    cols = ["task_type", "model", "condition", "kind", "teacher", "threshold", "comparison",
+            "reference", "class", "metric", "n_tasks", "median_gap", "ci_lo", "ci_hi",
+            "n_llm_better", "n_llm_worse", "wilcoxon_n", "wilcoxon_statistic", "wilcoxon_p",
+            "wilcoxon_method"]
+    if gaps_pc.empty:
+        return pd.DataFrame(columns=cols)
+    gaps_pc = gaps_pc.assign(task_type=gaps_pc["task"].map(types or {}).fillna("binary"))
+    rows = []
+    keys = ["task_type", "model", "condition", "comparison", "class", "metric"]
+    for key, g in gaps_pc.groupby(keys, sort=True):
+        v = pd.to_numeric(g["gap"], errors="coerce").dropna().to_numpy(dtype=float)
+        lo, hi = median_ci(v, n_resamples, confidence, seed)
+        w = wilcoxon(v)
+        first = g.iloc[0]
+        rows.append({**dict(zip(keys, key)), "kind": first["kind"], "teacher": first["teacher"],
+                     "threshold": first["threshold"], "reference": first["reference"],
+                     "n_tasks": len(v), "median_gap": float(np.median(v)) if len(v) else np.nan,
+                     "ci_lo": lo, "ci_hi": hi, "n_llm_better": int((v > 0).sum()),
+                     "n_llm_worse": int((v < 0).sum()), "wilcoxon_n": w["n_nonzero"],
+                     "wilcoxon_statistic": w["statistic"], "wilcoxon_p": w["p"],
+                     "wilcoxon_method": w["method"]})
+    return pd.DataFrame(rows, columns=cols)
 
 
 # --- teacher stage files ---------------------------------------------------------------------
@@ -236,8 +342,9 @@ def _load_json(path: str | Path) -> dict:
     return data
 
 
-GATE_FIELDS = ("accuracy", "f1", "precision", "recall", "n", "n_unparseable_items",
-               "n_unparseable", "mean_consistency", "threshold", "passed")
+GATE_FIELDS = ("headline_metric", "accuracy", "f1", "precision", "recall", "macro_f1", "kappa",
+               "alpha", "n", "n_unparseable_items", "n_unparseable", "mean_consistency",
+               "threshold", "passed")
 
 
 def teacher_gate(paths: list[str]) -> pd.DataFrame:

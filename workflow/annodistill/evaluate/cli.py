@@ -44,11 +44,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--gaps", required=True, help="output metrics_gaps.csv")
     t.add_argument("--consistency", required=True, help="output metrics_consistency.csv")
     t.add_argument("--sweep", required=True, help="output metrics_sweep.csv")
+    t.add_argument("--coders", nargs="*", default=[],
+                   help="results/<task>/data/coders.parquet (human-human agreement), if any")
+    t.add_argument("--per-class", default=None, help="output metrics_per_class.csv")
+    t.add_argument("--confusion", default=None, help="output metrics_confusion.csv")
+    t.add_argument("--gaps-per-class", default=None, help="output metrics_gaps_per_class.csv")
+    t.add_argument("--agreement", default=None, help="output metrics_agreement.csv")
     t.set_defaults(func=_task)
 
     s = esub.add_parser("summary", help="tables across tasks from the per-task files on disk")
     for name, what in (("metrics", "metrics.csv"), ("gaps", "metrics_gaps.csv"),
                        ("consistency", "metrics_consistency.csv"), ("sweep", "metrics_sweep.csv"),
+                       ("per-class", "metrics_per_class.csv"),
+                       ("gaps-per-class", "metrics_gaps_per_class.csv"),
+                       ("agreement", "metrics_agreement.csv"),
                        ("gates", "gate.json"), ("costs", "cost_<split>.json")):
         s.add_argument(f"--{name}", nargs="*", default=[], help=f"per-task {what} files")
     s.add_argument("--reference", default=None, help="resources/paper_reference.yaml")
@@ -82,11 +91,14 @@ def _task(args) -> int:
     from .task import DEFAULT_BINS, DEFAULT_THRESHOLDS, TaskInputs, evaluate_task
 
     cb = load_codebook(args.codebook, name_from_file=False)
+    if len(args.coders) > 1:
+        raise InputError("give at most one --coders file", field="coders")
     inp = TaskInputs(task=args.task, test=args.test, scheme=Scheme(tuple(cb.label_names), cb.positive),
                      predictions=args.predictions, teacher_test=args.teacher_test,
                      teacher_train=args.teacher_train, train_pool=args.train_pool,
                      llm_train_size=args.llm_train_size, equal_size=args.equal_size,
-                     bins=args.bins or DEFAULT_BINS, thresholds=args.thresholds or DEFAULT_THRESHOLDS)
+                     bins=args.bins or DEFAULT_BINS, thresholds=args.thresholds or DEFAULT_THRESHOLDS,
+                     coders=args.coders[0] if args.coders else None)
     bins = inp.bins
     if len(bins) < 2 or list(bins) != sorted(set(bins)):
         raise InputError(f"consistency bins must be at least two increasing edges, got {bins}",
@@ -95,6 +107,10 @@ def _task(args) -> int:
     io.write_csv(args.gaps, res.gaps)
     io.write_csv(args.consistency, res.consistency)
     io.write_csv(args.sweep, res.sweep)
+    for dest, df in ((args.per_class, res.per_class), (args.confusion, res.confusion),
+                     (args.gaps_per_class, res.gaps_per_class), (args.agreement, res.agreement)):
+        if dest:
+            io.write_csv(dest, df)
     io.write_csv(args.metrics, res.metrics)  # last: its existence means the task is done
     print(f"{args.task}: {len(res.metrics)} runs scored, {len(res.gaps)} gaps -> {args.metrics}")
     return 0
@@ -105,6 +121,7 @@ def _summary(args) -> int:
 
     meta = build_summary(SummaryInputs(
         metrics=args.metrics, gaps=args.gaps, consistency=args.consistency, sweep=args.sweep,
+        per_class=args.per_class, gaps_per_class=args.gaps_per_class, agreement=args.agreement,
         gates=args.gates, costs=args.costs, reference=args.reference, model=args.model,
         teacher=args.teacher, equal_size=args.equal_size, n_resamples=args.n_resamples,
         confidence=args.confidence, seed=args.seed), args.out_dir)

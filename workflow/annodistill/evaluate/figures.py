@@ -30,7 +30,7 @@ KIND_COLOUR = {"fewshot": "#D55E00", "llm": "#0072B2", "llm_consistency": "#56B4
                "soft": "#CC79A7", "human": "#009E73"}
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 FIGURES = ("median_f1", "precision_recall", "f1_gap", "consistency_accuracy", "learning_curve",
-           "consistency_sweep")
+           "consistency_sweep", "per_class_precision_recall")
 FORMATS = ("png", "pdf")
 
 RC = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "xtick.labelsize": 7.5,
@@ -98,14 +98,19 @@ def median_f1(s: Path, meta: dict) -> plt.Figure:
                             xerr=[[r[f"{m}_median"] - r[f"{m}_q25"]],
                                   [r[f"{m}_q75"] - r[f"{m}_median"]]],
                             fmt="o", color=c, ms=4, capsize=2, lw=1)
-            p = paper_pts.get(m, {}).get(f"{r['model']} / {r['condition']}")
+            p = (paper_pts.get(m, {}).get(f"{r['model']} / {r['condition']}")
+                 if r.get("task_type", "binary") == "binary" else None)  # the paper: binary
             if p is not None:
                 ax.plot(p, i, marker="D", mfc="none", mec="#000000", ms=5, ls="none",
                         label="paper (median)")
         ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel(title)
     axes[0].set_yticks(y)
-    axes[0].set_yticklabels(head["description"])
+    labels = head["description"]
+    if "task_type" in head.columns and head["task_type"].nunique() > 1:
+        labels = [f"{d} ({'binary' if t == 'binary' else 'multi-class, macro'})"
+                  for d, t in zip(head["description"], head["task_type"])]
+    axes[0].set_yticklabels(labels)
     from matplotlib.lines import Line2D
 
     names = {"fewshot": "LLM few-shot", "llm": "LLM labels", "llm_consistency":
@@ -283,7 +288,9 @@ def learning_curve(s: Path, meta: dict) -> plt.Figure:
         ax.set_xlabel("Training labels (items, log scale)")
         ax.set_title(f"student: {model}")
         ax.legend(loc="lower right", frameon=False)
-    axes[0].set_ylabel("F1 on the human test set")
+    mixed = "task_type" in per.columns and per["task_type"].nunique() > 1
+    axes[0].set_ylabel("F1 on the human test set" + ("\n(binary: positive class; multi-class: "
+                                                       "macro)" if mixed else ""))
     return fig
 
 
@@ -314,7 +321,57 @@ def consistency_sweep(s: Path, meta: dict) -> plt.Figure:
     return fig
 
 
-BUILDERS = {"median_f1": median_f1, "precision_recall": precision_recall, "f1_gap": f1_gap,
+def per_class_precision_recall(s: Path, meta: dict) -> plt.Figure:
+    """Per class: precision vs recall of the headline model's LLM-label, soft and human-label
+    students (equal size) and the teacher's few-shot labels; one panel per label source."""
+    per = _read(s, "per_class")
+    kinds = [("fewshot", "LLM few-shot"), ("llm", "LLM labels"), ("soft", "LLM soft labels"),
+             ("human", "human labels")]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(7.0, 2.3), sharex=True, sharey=True)
+    if per.empty:
+        for ax in axes:
+            _no_data(ax, "no per-class metrics")
+        return fig
+    model, equal = meta.get("model"), meta.get("equal_size")
+    sel = per[(per["kind"] == "fewshot") | (per["model"] == model)]
+    if equal:
+        human_ok = sel["condition"] == f"human-{equal}"
+        sel = sel[(sel["kind"] != "human") | human_ok]
+    classes = list(dict.fromkeys(sel["class"]))
+    for ax, (kind, title) in zip(axes, kinds):
+        g = sel[sel["kind"] == kind]
+        if g.empty:
+            _no_data(ax, f"no {title}")
+            ax.set_title(title)
+            continue
+        for j, cls in enumerate(classes):
+            gg = g[g["class"] == cls]
+            if gg.empty:
+                continue
+            ax.scatter(gg["recall"], gg["precision"], s=40 if kind == "fewshot" else 18,
+                       marker="*" if kind == "fewshot" else MARKERS[j % len(MARKERS)],
+                       color=OKABE_ITO[j % len(OKABE_ITO)], edgecolor="white", linewidth=0.3,
+                       label=cls, zorder=3)
+        ax.plot([0, 1], [0, 1], color="#999999", lw=0.5, ls=":")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title)
+        ax.set_xlabel("Recall")
+    axes[0].set_ylabel("Precision")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker=MARKERS[j % len(MARKERS)], ls="none",
+                      color=OKABE_ITO[j % len(OKABE_ITO)], label=c) for j, c in
+               enumerate(classes[:12])]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(len(handles), 6), frameon=False, title="class (one point per task)")
+    fig.suptitle(f"Per-class precision and recall on the human test set ({model or 'students'}; "
+                 f"seeds averaged)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+BUILDERS = {"per_class_precision_recall": per_class_precision_recall, "median_f1": median_f1, "precision_recall": precision_recall, "f1_gap": f1_gap,
             "consistency_accuracy": consistency_accuracy, "learning_curve": learning_curve,
             "consistency_sweep": consistency_sweep}
 

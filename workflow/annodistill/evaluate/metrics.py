@@ -7,8 +7,11 @@ percentile method, seeded). The bootstrap statistic is a vectorised form of the 
 original sample, so the two can never drift apart.
 
 Definitions (docs/evaluation.md):
-- binary task: precision, recall and F1 of the codebook's positive class; multi-class: macro
-  averages over the codebook's labels;
+- binary task: precision, recall and F1 of the codebook's positive class; multi-class (K > 2):
+  macro averages over the codebook's labels (the headline is macro-F1);
+- every task also gets per-class precision, recall and F1 (`precision_recall_fscore_support(
+  average=None)`, `per_class_scores`) and its confusion matrix (`confusion`), with the same
+  bootstrap CIs;
 - an undefined ratio (no predicted positives -> precision; no true positives -> recall) is NaN
   (`zero_division=np.nan`), never silently 0; macro averages skip NaN classes like scikit-learn;
 - a missing prediction (the LLM teacher gave no parsable answer: `label` is null) is wrong: it
@@ -32,11 +35,24 @@ class Scheme:
     """How a task is scored: its label names (codebook order) and positive class."""
 
     labels: tuple[str, ...]
-    positive: str
+    positive: str | None = None  # required for binary schemes
+
+    def __post_init__(self):
+        if len(self.labels) == 2 and self.positive not in self.labels:
+            raise ValueError(f"a binary scheme needs its positive class (one of {self.labels})")
 
     @property
     def binary(self) -> bool:
         return len(self.labels) == 2
+
+    @property
+    def task_type(self) -> str:
+        return "binary" if self.binary else "multiclass"
+
+    @property
+    def headline_metric(self) -> str:
+        """What `f1` means for this task (the headline column states it)."""
+        return f"F1 of {self.positive}" if self.binary else f"macro-F1 over {len(self.labels)} classes"
 
     @property
     def average(self) -> str:
@@ -179,3 +195,103 @@ def paired_gap(y_true, preds_a: list, preds_b: list, scheme: Scheme, boot: Boots
         out[f"{m}_gap"] = float(point_a[i] - point_b[i])
         out[f"{m}_gap_lo"], out[f"{m}_gap_hi"] = float(lo[i]), float(hi[i])
     return out
+
+
+# ---- per class -------------------------------------------------------------------------------
+
+CLASS_METRICS = ("precision", "recall", "f1")
+
+
+def sklearn_per_class(y_true, y_pred, scheme: Scheme) -> dict[str, np.ndarray]:
+    """Per-class precision, recall, F1 and support (codebook order) from scikit-learn."""
+    y_true = np.asarray(y_true, dtype=object)
+    y_pred = np.asarray([v if isinstance(v, str) else NO_LABEL for v in y_pred], dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(scheme.labels),
+                                                     average=None, zero_division=np.nan)
+    return {"precision": p.astype(float), "recall": r.astype(float), "f1": f.astype(float),
+            "support": s.astype(int)}
+
+
+def coded_per_class(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """Vectorised per-class metrics: shape (..., k, 3) in CLASS_METRICS order (checked against
+    `sklearn_per_class` in `per_class_scores` and the tests)."""
+    out = []
+    for c in range(k):
+        t, p = y_true == c, y_pred == c
+        tp = (t & p).sum(axis=-1)
+        fp = (~t & p).sum(axis=-1)
+        fn = (t & ~p).sum(axis=-1)
+        out.append(np.stack([_ratio(tp, tp + fp), _ratio(tp, tp + fn),
+                             _ratio(2 * tp, 2 * tp + fp + fn)], axis=-1))
+    return np.stack(out, axis=-2)
+
+
+def per_class_scores(y_true, y_pred, scheme: Scheme, boot: Bootstrap) -> list[dict]:
+    """One dict per class: precision, recall, F1 (with bootstrap CIs over test items), support."""
+    ref = sklearn_per_class(y_true, y_pred, scheme)
+    yt, yp = scheme.encode(list(y_true)), scheme.encode(list(y_pred))
+    k = len(scheme.labels)
+    mine = coded_per_class(yt, yp, k)
+    want = np.stack([ref[m] for m in CLASS_METRICS], axis=-1)
+    if not np.allclose(mine, want, equal_nan=True, atol=1e-12):
+        raise AssertionError(f"per-class statistic {mine} disagrees with scikit-learn {want}")
+    lo, hi = _bootstrap((yt, yp), lambda a, b, axis=-1: np.moveaxis(
+        coded_per_class(a, b, k).reshape(*np.shape(a)[:-1], k * 3), -1, 0), boot)
+    lo, hi = np.reshape(lo, (k, 3)), np.reshape(hi, (k, 3))
+    rows = []
+    for c, name in enumerate(scheme.labels):
+        row = {"class": name, "support": int(ref["support"][c])}
+        for j, m in enumerate(CLASS_METRICS):
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = float(want[c, j]), float(lo[c, j]), \
+                float(hi[c, j])
+        rows.append(row)
+    return rows
+
+
+def confusion(y_true, y_pred, scheme: Scheme) -> list[dict]:
+    """The confusion matrix (sklearn.metrics.confusion_matrix) in long format: one dict per
+    (true, predicted) cell, predicted including `(no answer)` for a missing prediction."""
+    from sklearn.metrics import confusion_matrix
+
+    none = "(no answer)"
+    y_true = np.asarray(y_true, dtype=object)
+    y_pred = np.asarray([v if isinstance(v, str) else none for v in y_pred], dtype=object)
+    cols = list(scheme.labels) + [none]
+    cm = confusion_matrix(y_true, y_pred, labels=cols)
+    return [{"true": t, "predicted": p, "n": int(cm[i, j])}
+            for i, t in enumerate(scheme.labels) for j, p in enumerate(cols)]
+
+
+def paired_gap_per_class(y_true, preds_a: list, preds_b: list, scheme: Scheme,
+                         boot: Bootstrap) -> list[dict]:
+    """Per-class gaps (A - B) in precision, recall and F1, seeds averaged within each side, with
+    a paired bootstrap CI over test items; one dict per (class, metric)."""
+    k = len(scheme.labels)
+    yt = scheme.encode(list(y_true))
+    a = [scheme.encode(list(p)) for p in preds_a]
+    b = [scheme.encode(list(p)) for p in preds_b]
+    na = len(a)
+
+    def side(t, xs):
+        return seed_mean(np.stack([coded_per_class(t, x, k) for x in xs]))
+
+    def stat(*arrs, axis=-1):
+        t = arrs[0]
+        d = side(t, arrs[1:1 + na]) - side(t, arrs[1 + na:])
+        return np.moveaxis(d.reshape(*d.shape[:-2], k * 3), -1, 0)
+
+    pa = seed_mean(np.stack([np.stack([sklearn_per_class(y_true, p, scheme)[m]
+                                       for m in CLASS_METRICS], axis=-1) for p in preds_a]))
+    pb = seed_mean(np.stack([np.stack([sklearn_per_class(y_true, p, scheme)[m]
+                                       for m in CLASS_METRICS], axis=-1) for p in preds_b]))
+    lo, hi = _bootstrap((yt, *a, *b), stat, boot)
+    lo, hi = np.reshape(lo, (k, 3)), np.reshape(hi, (k, 3))
+    rows = []
+    for c, name in enumerate(scheme.labels):
+        for j, m in enumerate(CLASS_METRICS):
+            rows.append({"class": name, "metric": m, "a": float(pa[c, j]), "b": float(pb[c, j]),
+                         "gap": float(pa[c, j] - pb[c, j]), "gap_lo": float(lo[c, j]),
+                         "gap_hi": float(hi[c, j])})
+    return rows

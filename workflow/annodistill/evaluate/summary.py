@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import io
@@ -20,17 +21,22 @@ log = logging.getLogger(__name__)
 
 # stem -> (caption, report category); the order is the order in the report
 TABLES = {
-    "headline": "Median F1, precision and recall across tasks by training condition",
+    "headline": "Median F1, precision and recall across tasks by task type and training condition",
+    "agreement_median": "Agreement with the human labels across tasks: Cohen's kappa and "
+                        "Krippendorff's alpha, teacher-human next to human-human",
     "paper_comparison": "This study next to the numbers reported by Pangakis & Wolken (2024)",
     "gaps_median": "Median gaps across tasks with bootstrap CIs and Wilcoxon signed-rank tests",
     "gaps_by_task": "Per-task gaps with paired bootstrap CIs over test items",
     "metrics_by_task": "Per-task metrics (seeds averaged) with bootstrap CIs",
+    "per_class": "Per-class precision, recall and F1 per task (seeds averaged) with bootstrap CIs",
+    "agreement": "Agreement per task on the test set: kappa and alpha with bootstrap CIs",
     "teacher_gate": "Teacher validation gate per task",
     "consistency": "Teacher label accuracy by answer consistency, pooled over tasks",
     "consistency_sweep": "Consistency threshold: labels kept, their accuracy and student F1",
     "cost": "Teacher cost per task and split",
 }
-CSV_ONLY = ("metrics_all", "consistency_by_task", "sweep_by_task")
+CSV_ONLY = ("metrics_all", "consistency_by_task", "sweep_by_task", "gaps_per_class_by_task",
+            "gaps_per_class_median")
 
 
 @dataclass
@@ -39,6 +45,9 @@ class SummaryInputs:
     gaps: list[str] = field(default_factory=list)
     consistency: list[str] = field(default_factory=list)
     sweep: list[str] = field(default_factory=list)
+    per_class: list[str] = field(default_factory=list)
+    gaps_per_class: list[str] = field(default_factory=list)
+    agreement: list[str] = field(default_factory=list)
     gates: list[str] = field(default_factory=list)
     costs: list[str] = field(default_factory=list)
     reference: str | None = None
@@ -83,6 +92,19 @@ def _degenerate_note(n: int) -> str:
     return (f"WARNING: {n} run(s) are degenerate (one predicted class on the test set, or "
             f"near-constant probabilities; tasks named in the last column): their recall and "
             f"precision describe a constant predictor, not a learned classifier.")
+AGREEMENT_NOTE = ("Cohen's kappa (sklearn.metrics.cohen_kappa_score) and Krippendorff's alpha, "
+                  "nominal (krippendorff.alpha) between the teacher's few-shot labels and the "
+                  "human test labels (items without a parsable answer left out). Human coders: "
+                  "alpha over all ratings of the test items (missing ratings allowed) and Fleiss' "
+                  "kappa (statsmodels) over m ratings per item (a seeded random subset where "
+                  "items have more); the ceiling for teacher-human agreement. CIs: percentile "
+                  "bootstrap over test items.")
+
+
+def _range(lo, hi) -> str:
+    if pd.isna(lo) or pd.isna(hi):
+        return "–"
+    return f"{lo:.3f} – {hi:.3f}"
 
 
 def _miqr(row, m) -> str:
@@ -102,6 +124,10 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
     gaps = _concat(inp.gaps, "gaps file")
     cons = _concat(inp.consistency, "consistency file")
     sweep = _concat(inp.sweep, "sweep file")
+    per_class = _concat(inp.per_class, "per-class file")
+    gaps_pc = _concat(inp.gaps_per_class, "per-class gaps file")
+    agree = _concat(inp.agreement, "agreement file")
+    types = agg.task_types(metrics)
 
     avg = agg.seed_averaged(metrics)
     students = avg[avg["kind"] != "fewshot"]
@@ -116,7 +142,7 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
         equal = int(sizes.iloc[0]) if len(sizes) else None
 
     head = agg.headline(avg)
-    gsum = agg.gap_summary(gaps, inp.n_resamples, inp.confidence, inp.seed)
+    gsum = agg.gap_summary(gaps, inp.n_resamples, inp.confidence, inp.seed, types)
     gtask = agg.gaps_by_task(gaps)
     gate = agg.teacher_gate(inp.gates)
     cost = agg.cost_table(inp.costs)
@@ -124,21 +150,39 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
     ssum = agg.sweep_summary(sweep, avg)
     written: list[Path] = []
 
-    disp = pd.DataFrame({"condition": head["description"], "tasks": head["n_tasks"],
+    disp = pd.DataFrame({"tasks": [f"{n} {t}" for n, t in zip(head["n_tasks"], head["task_type"])],
+                         "condition": head["description"],
+                         "F1 is": head["headline_metric"], "tasks_n": head["n_tasks"],
                          **{f"{m} median [IQR]": head.apply(_miqr, axis=1, m=m)
                             for m in ("f1", "precision", "recall")},
-                         "degenerate runs": [_degenerate_cell(r) for r in head.itertuples()]})
+                         "degenerate runs": [_degenerate_cell(r) for r in head.itertuples()]}
+                        ).drop(columns="tasks_n")
     n_deg = int(head["n_degenerate_runs"].sum())
     written += write_table(head, out_dir, "headline", TABLES["headline"], disp,
                            note="Median across tasks (seeds averaged within a task) with the "
-                                "interquartile range. Binary tasks: the positive class; "
-                                "multi-class: macro averages. Precision is undefined (skipped) "
-                                "for a task where nothing was predicted positive. "
-                                + _degenerate_note(n_deg))
+                                "interquartile range, binary and multi-class tasks in separate "
+                                "rows. Binary tasks: F1, precision and recall of the positive "
+                                "class; multi-class: macro averages over the classes (macro-F1). "
+                                "Precision is undefined (skipped) for a task where nothing was "
+                                "predicted in a class. " + _degenerate_note(n_deg))
+
+    asum = agg.agreement_summary(agree, types)
+    adisp = pd.DataFrame({
+        "tasks": [f"{n} {t}" for n, t in zip(asum["n_tasks"], asum["task_type"])],
+        "agreement": [f"{r} vs human labels" if k == "teacher-human" else "human coders (ceiling)"
+                      for k, r in zip(asum["kind"], asum["rater"])],
+        "kappa median": asum["kappa_median"], "alpha median": asum["alpha_median"],
+        "kappa range": [_range(a, b) for a, b in zip(asum["kappa_min"], asum["kappa_max"])],
+        "alpha range": [_range(a, b) for a, b in zip(asum["alpha_min"], asum["alpha_max"])]})
+    written += write_table(asum, out_dir, "agreement_median", TABLES["agreement_median"], adisp,
+                           note=AGREEMENT_NOTE)
 
     if inp.reference:
         ref = agg.load_reference(inp.reference)
-        comp = agg.paper_comparison(ref, head, gsum, model, teacher, equal)
+        # the paper's tasks are binary: compare with this study's binary rows
+        comp = agg.paper_comparison(ref, head[head["task_type"] == "binary"],
+                                    gsum[gsum["task_type"] == "binary"] if not gsum.empty else gsum,
+                                    model, teacher, equal)
         src = ref["source"]
         cdisp = pd.DataFrame({
             "quantity": comp["quantity"],
@@ -196,7 +240,43 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
     written += write_table(per_task, out_dir, "metrics_by_task", TABLES["metrics_by_task"], mdisp,
                            note="With several seeds, the CI bounds are averaged over seeds.")
 
-    written += write_table(gate, out_dir, "teacher_gate", TABLES["teacher_gate"])
+    pcls = agg.per_class_by_task(per_class)
+    if not pcls.empty:
+        pcls = pcls.merge(avg[["task", "model", "condition", "threshold", "train_size"]],
+                          on=["task", "model", "condition"], how="left")
+    pdisp = pd.DataFrame({
+        "task": pcls["task"],
+        "condition": [agg.describe(r.model, r.condition, r.kind, r.teacher, r.threshold,
+                                   r.train_size) for r in pcls.itertuples()],
+        "class": pcls["class"], "support": pcls["support"],
+        **{m: [_ci(*x) for x in zip(pcls[m], pcls[f"{m}_lo"], pcls[f"{m}_hi"])]
+           for m in ("precision", "recall", "f1")}})
+    written += write_table(pcls, out_dir, "per_class", TABLES["per_class"], pdisp,
+                           note="Per class, one-vs-rest (scikit-learn's "
+                                "precision_recall_fscore_support, average=None); seeds averaged, "
+                                "CI bounds averaged over seeds. Confusion matrices: "
+                                "results/<task>/metrics_confusion.csv.")
+    adt = agree.copy()
+    if not adt.empty:
+        adt = adt.sort_values(["task", "kind", "rater"], ascending=[True, False, True])
+        ddisp = pd.DataFrame({
+            "task": adt["task"],
+            "agreement": [f"{r} vs human labels" if k == "teacher-human"
+                          else "human coders (ceiling)" for k, r in zip(adt["kind"], adt["rater"])],
+            "items": adt["n"],
+            "kappa [95% CI]": [_ci(*x) for x in zip(adt["kappa"], adt["kappa_lo"], adt["kappa_hi"])],
+            "kappa": adt["kappa_method"],
+            "alpha [95% CI]": [_ci(*x) for x in zip(adt["alpha"], adt["alpha_lo"], adt["alpha_hi"])]})
+    else:
+        ddisp = None
+    written += write_table(adt, out_dir, "agreement", TABLES["agreement"], ddisp,
+                           note=AGREEMENT_NOTE)
+
+    written += write_table(gate, out_dir, "teacher_gate", TABLES["teacher_gate"],
+                           note="f1 is the headline metric of the task (binary: F1 of the positive "
+                                "class; multi-class: macro-F1); the gate's min_f1 applies to it. "
+                                "kappa (Cohen) and alpha (Krippendorff, nominal): teacher vs human "
+                                "labels on the validation sample.")
     written += write_table(csum, out_dir, "consistency", TABLES["consistency"],
                            note="consistency = share of a teacher's sampled answers equal to their "
                                 "mode; accuracy against the human label. test = held-out test "
@@ -209,10 +289,12 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
     written += write_table(cost, out_dir, "cost", TABLES["cost"])
 
     for stem, df in (("metrics_all", metrics), ("consistency_by_task", cons),
-                     ("sweep_by_task", sweep)):
+                     ("sweep_by_task", sweep), ("gaps_per_class_by_task", gaps_pc),
+                     ("gaps_per_class_median", agg.class_gap_summary(
+                         gaps_pc, inp.n_resamples, inp.confidence, inp.seed, types))):
         io.write_csv(out_dir / f"{stem}.csv", df)
         written.append(out_dir / f"{stem}.csv")
-    meta = {"model": model, "teacher": teacher, "equal_size": equal,
+    meta = {"model": model, "teacher": teacher, "equal_size": equal, "task_types": types,
             "tasks": sorted(avg["task"].unique()), "n_tasks": int(avg["task"].nunique()),
             "bootstrap_over_tasks": {"n_resamples": inp.n_resamples,
                                      "confidence": inp.confidence, "seed": inp.seed}}

@@ -7,7 +7,8 @@ Inputs follow docs/contracts.md. Outputs (all under results/{task}/):
   of equal size and to the teacher's few-shot labels, with paired bootstrap CIs;
 - `metrics_consistency.csv`: teacher label accuracy against human labels by consistency bin
   (test items and the LLM training set);
-- `metrics_sweep.csv`: consistency threshold -> share of LLM training labels kept, their accuracy.
+- `metrics_sweep.csv`: consistency threshold -> share of LLM training labels kept, their accuracy;
+- per class, confusion matrices, per-class gaps and agreement (kappa, alpha): `per_class.py`.
 """
 from __future__ import annotations
 
@@ -107,6 +108,7 @@ class TaskInputs:
     equal_size: int | None = None  # the human-label size compared with the LLM-label students
     bins: tuple[float, ...] = DEFAULT_BINS
     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
+    coders: str | None = None  # results/{task}/data/coders.parquet (human-human agreement)
 
 
 @dataclass
@@ -115,6 +117,10 @@ class TaskResults:
     gaps: pd.DataFrame
     consistency: pd.DataFrame
     sweep: pd.DataFrame
+    per_class: pd.DataFrame | None = None
+    confusion: pd.DataFrame | None = None
+    gaps_per_class: pd.DataFrame | None = None
+    agreement: pd.DataFrame | None = None
 
 
 def _run_seeds(run_json: Path) -> dict[int, dict]:
@@ -155,6 +161,7 @@ def evaluate_task(inp: TaskInputs, boot: Bootstrap) -> TaskResults:
 
     rows: list[dict] = []
     preds: dict[tuple[str, str], list[np.ndarray]] = {}  # (model, condition) -> per-seed labels
+    seeds: dict[tuple[str, str], list] = {}  # the same keys -> the seed of each array
     for path in sorted(inp.predictions):
         model, cond = parse_prediction_path(path)
         info = parse_condition(cond)
@@ -171,6 +178,7 @@ def evaluate_task(inp: TaskInputs, boot: Bootstrap) -> TaskResults:
                           allow_null=False)
             y_pred = g["label"].to_numpy(dtype=object)
             preds.setdefault((model, cond), []).append(y_pred)
+            seeds.setdefault((model, cond), []).append(int(seed))
             train_size = (info["human_n"] if info["kind"] == "human" else inp.llm_train_size)
             rows.append({"task": inp.task, "model": model, "condition": cond, **info,
                          "seed": int(seed), "train_size": train_size,
@@ -187,6 +195,7 @@ def evaluate_task(inp: TaskInputs, boot: Bootstrap) -> TaskResults:
         _check_labels(labels, scheme, str(path), "teacher test labels", allow_null=True)
         y_pred = np.array([v if isinstance(v, str) else None for v in labels], dtype=object)
         preds[(teacher, FEWSHOT)] = [y_pred]
+        seeds[(teacher, FEWSHOT)] = [None]
         rows.append({"task": inp.task, "model": teacher, "condition": FEWSHOT,
                      **parse_condition(FEWSHOT), "teacher": teacher, "seed": pd.NA,
                      "train_size": np.nan, "n_train": np.nan, "n_test": len(test_ids),
@@ -198,15 +207,33 @@ def evaluate_task(inp: TaskInputs, boot: Bootstrap) -> TaskResults:
     metrics = pd.DataFrame(rows, columns=cols + metric_cols)
     metrics["average"] = scheme.average
     metrics["positive"] = scheme.positive if scheme.binary else ""
+    metrics["task_type"] = scheme.task_type
+    metrics["headline_metric"] = scheme.headline_metric
     for c in ("seed", "threshold", "human_n", "train_size"):
         metrics[c] = metrics[c].astype("Int64")
 
-    gaps = _gaps(inp, y_true, preds, boot)
+    comparisons: list[dict] = []
+    gaps = _gaps(inp, y_true, preds, boot, comparisons)
     consistency, sweep = _consistency(inp, test)
-    return TaskResults(metrics, gaps, consistency, sweep)
+    from . import per_class as pcl
+
+    info = {cond: parse_condition(cond) for _, cond in preds}
+    per_cls, conf = pcl.per_class_tables(inp.task, y_true, preds, seeds, info, scheme, boot)
+    gpc = pcl.gaps_per_class(inp.task, y_true, comparisons, scheme, boot)
+    coders = None
+    if inp.coders is not None:
+        coders = _read(inp.coders, ["id", "coder", "label"], "coders file")
+        _check_labels(coders["label"], scheme, inp.coders, "coders file", allow_null=False)
+    agreement = pcl.agreement_table(
+        inp.task, y_true, {m: p[0] for (m, c), p in preds.items() if c == "fewshot"}, scheme,
+        boot, coders, test_ids)
+    return TaskResults(metrics, gaps, consistency, sweep, per_cls, conf, gpc, agreement)
 
 
-def _gaps(inp: TaskInputs, y_true, preds: dict, boot: Bootstrap) -> pd.DataFrame:
+def _gaps(inp: TaskInputs, y_true, preds: dict, boot: Bootstrap,
+          comparisons: list | None = None) -> pd.DataFrame:
+    """The gaps table; each comparison (with its prediction lists) is appended to
+    `comparisons` for the per-class gaps."""
     equal = inp.equal_size if inp.equal_size is not None else inp.llm_train_size
     out = []
     for (model, cond), p in sorted(preds.items()):
@@ -221,10 +248,13 @@ def _gaps(inp: TaskInputs, y_true, preds: dict, boot: Bootstrap) -> pd.DataFrame
             refs.append((FEWSHOT, FEWSHOT, preds[(info["teacher"], FEWSHOT)]))
         for comparison, ref_cond, ref in refs:
             g = paired_gap(y_true, p, ref, inp.scheme, boot)
-            out.append({"task": inp.task, "model": model, "condition": cond, "kind": info["kind"],
-                        "teacher": info["teacher"], "threshold": info["threshold"],
-                        "comparison": comparison, "reference": ref_cond,
+            key = {"model": model, "condition": cond, "kind": info["kind"],
+                   "teacher": info["teacher"], "threshold": info["threshold"],
+                   "comparison": comparison, "reference": ref_cond}
+            out.append({"task": inp.task, **key,
                         "n_seeds": len(p), "n_seeds_reference": len(ref), **g})
+            if comparisons is not None:
+                comparisons.append({**key, "a": p, "b": ref})
     cols = ["task", "model", "condition", "kind", "teacher", "threshold", "comparison", "reference",
             "n_seeds", "n_seeds_reference"]
     cols += [f"{m}{s}" for m in METRICS for s in ("_a", "_b", "_gap", "_gap_lo", "_gap_hi")]
@@ -292,7 +322,7 @@ def _consistency(inp: TaskInputs, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.
                                "share_kept": n_keep / len(lab) if len(lab) else np.nan,
                                "label_accuracy": sc["accuracy"], "label_f1": sc["f1"],
                                "positive_share_kept": float(np.mean(kept_pred == pos))
-                               if n_keep else np.nan})
+                               if n_keep and pos is not None else np.nan})
     consistency = pd.DataFrame(bins_rows, columns=["task", "teacher", "split", "bin", "bin_lo",
                                                    "bin_hi", "n", "n_correct", "accuracy"])
     sweep = pd.DataFrame(sweep_rows, columns=["task", "teacher", "threshold", "n_total", "n_kept",

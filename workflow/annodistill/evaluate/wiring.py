@@ -59,7 +59,16 @@ class EvaluationWiring:
             "predictions": self.predictions(t),
             "teacher_test": [f"results/{t}/teacher/{n}/labels_test.parquet" for n in teachers],
             "teacher_train": [f"results/{t}/teacher/{n}/labels_train.parquet" for n in teachers],
+            "coders": self.coders(t),
         }
+
+    def coders(self, task: str) -> list[str]:
+        """[results/{task}/data/coders.parquet] when the codebook has `source.coders`, else []."""
+        from ..config import load_task
+
+        if load_task(task, self.task_dir).coders is None:
+            return []
+        return [f"results/{task}/data/coders.parquet"]
 
     @property
     def equal_size(self) -> int:
@@ -78,6 +87,9 @@ class EvaluationWiring:
             "gaps": per_task("metrics_gaps.csv"),
             "consistency": per_task("metrics_consistency.csv"),
             "sweep": per_task("metrics_sweep.csv"),
+            "per_class": per_task("metrics_per_class.csv"),
+            "gaps_per_class": per_task("metrics_gaps_per_class.csv"),
+            "agreement": per_task("metrics_agreement.csv"),
             "gates": [f"results/{t}/teacher/{n}/gate.json" for t in self.tasks for n in teachers],
             "costs": [f"results/{t}/teacher/{n}/cost_{s}.json" for t in self.tasks
                       for n in teachers for s in COST_SPLITS],

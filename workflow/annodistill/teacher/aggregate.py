@@ -1,13 +1,17 @@
 """From k raw answers per item to one label row; the gate's validation metrics.
 
 Per item: the modal label among the parsed answers (ties go to the label answered first), the
-consistency (share of parsed answers equal to the mode), and p_positive: the mean over samples
-of the logprob-based probability where the endpoint returned logprobs (`p_source=logprobs`),
-otherwise the positive share of the parsed votes (`p_source=votes`).
+consistency (share of parsed answers equal to the mode), and a probability per label, `p_labels`:
+a JSON object string {label: probability} over ALL codebook labels (codebook order, summing to
+1): the mean over samples of the logprob-based distribution (the K verbalizers' first-token mass,
+renormalised) where the endpoint returned logprobs (`p_source=logprobs`), otherwise the parsed
+votes' shares (`p_source=votes`); null when no answer parsed. `p_positive` is
+p_labels[positive] where the codebook names a positive class (always for binary), else null.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -39,7 +43,7 @@ def label_rows(item_ids: list[str], answers: dict[tuple[str, int], dict], cb: Co
     parser = AnswerParser(cb, spec.structured)
     rows = []
     for iid in item_ids:
-        texts, labels, ps = [], [], []
+        texts, labels, ps = [], [], []  # ps: per-sample {label: p} from logprobs
         pt = ct = 0
         cost = 0.0
         for k in range(spec.samples):
@@ -48,7 +52,7 @@ def label_rows(item_ids: list[str], answers: dict[tuple[str, int], dict], cb: Co
             texts.append(text)
             labels.append(parser.parse(text))
             choice = (resp.get("choices") or [{}])[0]
-            p = parser.p_positive(logprob_positions(choice)) if spec.logprobs else None
+            p = parser.p_labels(logprob_positions(choice)) if spec.logprobs else None
             if p is not None:
                 ps.append(p)
             u = resp.get("usage") or {}
@@ -63,19 +67,26 @@ def label_rows(item_ids: list[str], answers: dict[tuple[str, int], dict], cb: Co
             consistency = top / len(parsed)
         else:
             mode, consistency = None, None
+        names = cb.label_names
         if ps:
-            p_pos, p_src = float(np.mean(ps)), "logprobs"
+            p_lab = {n: float(np.mean([p[n] for p in ps])) for n in names}
+            p_src = "logprobs"
         elif parsed:
-            p_pos, p_src = sum(lab == cb.positive for lab in parsed) / len(parsed), "votes"
+            p_lab = {n: sum(lab == n for lab in parsed) / len(parsed) for n in names}
+            p_src = "votes"
         else:
-            p_pos, p_src = None, "votes"
+            p_lab, p_src = None, "votes"
+        p_pos = p_lab[cb.positive] if (p_lab is not None and cb.positive) else None
         rows.append({"id": str(iid), "label": mode, "consistency": consistency,
-                     "p_positive": p_pos, "p_source": p_src, "n_answers": len(texts),
+                     "p_positive": p_pos,
+                     "p_labels": None if p_lab is None else json.dumps(p_lab),
+                     "p_source": p_src, "n_answers": len(texts),
                      "n_unparseable": len(texts) - len(parsed),
                      "answers": json.dumps(texts, ensure_ascii=False),
                      "prompt_tokens": pt, "completion_tokens": ct, "cost_usd": cost})
     df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
     df["label"] = df["label"].astype("string")
+    df["p_labels"] = df["p_labels"].astype("string")
     for c in ("consistency", "p_positive", "cost_usd"):
         df[c] = df[c].astype("float64")
     for c in ("n_answers", "n_unparseable", "prompt_tokens", "completion_tokens"):
@@ -83,46 +94,99 @@ def label_rows(item_ids: list[str], answers: dict[tuple[str, int], dict], cb: Co
     return df
 
 
-def gate_metrics(labels: pd.DataFrame, truth: pd.DataFrame, cb: Codebook) -> dict:
-    """Accuracy, F1, precision, recall of the teacher against the human validation labels.
+def headline_metric(cb: Codebook) -> str:
+    """What the gate's `f1` (and `min_f1`) means for this codebook."""
+    return f"f1 of the positive class {cb.positive!r}" if cb.is_binary else "macro-F1"
 
-    An unparseable item counts as wrong (it is never predicted positive); the same metrics over
-    parsed items only are under `parsed_only`."""
-    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+def gate_metrics(labels: pd.DataFrame, truth: pd.DataFrame, cb: Codebook,
+                 resampling=None) -> dict:
+    """The teacher against the human validation labels: accuracy, the headline F1 (binary: the
+    positive class's F1, precision, recall; K > 2: macro averages over the codebook's labels),
+    macro-F1, per-class precision/recall/F1, and agreement (Cohen's kappa, Krippendorff's alpha
+    with bootstrap CIs; annodistill.agreement).
+
+    An unparseable item counts as wrong (it matches no class); the same metrics over parsed items
+    only are under `parsed_only`. Undefined ratios are null."""
+    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+
+    from ..agreement import Resampling, pair_agreement
 
     m = labels.merge(truth[["id", "label"]].rename(columns={"label": "human"}), on="id",
                      how="inner", validate="one_to_one")
     if len(m) != len(labels):
         missing = sorted(set(labels["id"]) - set(m["id"]))[:3]
         raise ValueError(f"teacher labels with ids not in the validation sample, e.g. {missing}")
-    y = (m["human"] == cb.positive).to_numpy()
-    pred_lab = m["label"].astype(object).where(m["label"].notna(), None)
-    yhat = (pred_lab == cb.positive).to_numpy()
-    correct = (pred_lab == m["human"]).to_numpy()
+    names = cb.label_names
+    none = "\x00no-label"
+    human = m["human"].astype(object).to_numpy()
+    pred = np.array([v if isinstance(v, str) else none for v in m["label"].astype(object)],
+                    dtype=object)
 
-    def block(y, yhat, correct):
-        if len(y) == 0:
-            return {"n": 0, "accuracy": None, "f1": None, "precision": None, "recall": None}
-        return {"n": int(len(y)), "accuracy": float(np.mean(correct)),
-                "f1": float(f1_score(y, yhat, zero_division=0)),
-                "precision": float(precision_score(y, yhat, zero_division=0)),
-                "recall": float(recall_score(y, yhat, zero_division=0))}
+    def num(x) -> float | None:
+        return None if x is None or not np.isfinite(x) else float(x)
 
-    out = block(y, yhat, correct)
+    def block(h, p):
+        if len(h) == 0:
+            return {"n": 0, "accuracy": None, "f1": None, "precision": None, "recall": None,
+                    "macro_f1": None, "per_class": {}}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pc, rc, fc, sc = precision_recall_fscore_support(h, p, labels=names, average=None,
+                                                             zero_division=np.nan)
+            mp, mr, mf, _ = precision_recall_fscore_support(h, p, labels=names, average="macro",
+                                                            zero_division=np.nan)
+        per = {n: {"precision": num(pc[i]), "recall": num(rc[i]), "f1": num(fc[i]),
+                   "support": int(sc[i])} for i, n in enumerate(names)}
+        out = {"n": int(len(h)), "accuracy": float(np.mean(h == p)), "macro_f1": num(mf),
+               "per_class": per}
+        if cb.is_binary:
+            # binary: the positive class, undefined ratios as 0 (as the gate always reported)
+            pos = per[cb.positive]
+            out.update({k: (pos[k] if pos[k] is not None else 0.0)
+                        for k in ("f1", "precision", "recall")})
+        else:
+            out.update({"f1": num(mf), "precision": num(mp), "recall": num(mr)})
+        return out
+
+    out = block(human, pred)
     parsed = m["label"].notna().to_numpy()
+    out["headline_metric"] = headline_metric(cb)
+    out["n_labels"] = len(names)
     out["n_unparseable_items"] = int((~parsed).sum())
     out["n_unparseable"] = int(m["n_unparseable"].sum())
     out["n_answers"] = int(m["n_answers"].sum())
-    out["parsed_only"] = block(y[parsed], yhat[parsed], correct[parsed])
+    out["parsed_only"] = block(human[parsed], pred[parsed])
+    out["label_shares_human"] = {n: float(np.mean(human == n)) if len(m) else None for n in names}
+    out["label_shares_teacher"] = {n: float(np.mean(pred == n)) if len(m) else None
+                                   for n in names}
     out["positive"] = cb.positive
-    out["positive_share_human"] = float(np.mean(y)) if len(y) else None
-    out["positive_share_teacher"] = float(np.mean(yhat)) if len(y) else None
-    p = m["p_positive"].to_numpy(dtype=float)
-    ok = ~np.isnan(p)
-    out["auc_p_positive"] = (float(roc_auc_score(y[ok], p[ok]))
-                             if ok.any() and len(set(y[ok])) == 2 else None)
+    if cb.positive is not None:
+        y = human == cb.positive
+        out["positive_share_human"] = float(np.mean(y)) if len(y) else None
+        out["positive_share_teacher"] = float(np.mean(pred == cb.positive)) if len(y) else None
+        if cb.is_binary:
+            p = pd.to_numeric(m["p_positive"], errors="coerce").to_numpy(dtype=float)
+            ok = ~np.isnan(p)
+            out["auc_p_positive"] = (float(roc_auc_score(y[ok], p[ok]))
+                                     if ok.any() and len(set(y[ok])) == 2 else None)
+        else:
+            pos = out["per_class"].get(cb.positive, {})
+            out["one_vs_rest"] = {"class": cb.positive, **{k: pos.get(k) for k in
+                                                           ("f1", "precision", "recall")}}
+    rs = resampling or Resampling()
+    ag = pair_agreement(m["label"].astype(object).tolist(), human.tolist(), names, rs)
+    out["agreement"] = {"kappa": ag["kappa"], "kappa_ci": [ag["kappa_lo"], ag["kappa_hi"]],
+                        "alpha": ag["alpha"], "alpha_ci": [ag["alpha_lo"], ag["alpha_hi"]],
+                        "n": ag["n"], "confidence": rs.confidence,
+                        "n_resamples": rs.n_resamples, "seed": rs.seed,
+                        "kappa_method": "Cohen (sklearn.metrics.cohen_kappa_score)",
+                        "alpha_method": "Krippendorff, nominal (krippendorff.alpha)",
+                        "note": "teacher vs human labels; unparseable items left out"}
+    out["kappa"], out["alpha"] = ag["kappa"], ag["alpha"]
     bins = []
     cons = m["consistency"].to_numpy(dtype=float)
+    correct = pred == human
     pct = consistency_percent(cons)  # whole percent, as the students' cons<t> filter uses it
     for c in sorted(set(pct[~np.isnan(pct)])):
         sel = pct == c

@@ -139,8 +139,12 @@ def _gate(args) -> int:
               "threshold": spec.gate.min_f1,
               "on_fail": spec.gate.on_fail, "passed": bool(passed)})
     io.write_json(args.out, m)
-    msg = (f"{cb.name}/{spec.name}: validation F1 {m['f1']:.3f} (accuracy {m['accuracy']:.3f}, "
-           f"n {m['n']}, unparseable answers {m['n_unparseable']}/{m['n_answers']}); "
+    def f(x):
+        return "undefined" if x is None else f"{x:.3f}"
+
+    msg = (f"{cb.name}/{spec.name}: validation {m['headline_metric']} {f(m['f1'])} (accuracy "
+           f"{f(m['accuracy'])}, kappa {f(m['kappa'])}, alpha {f(m['alpha'])}, n {m['n']}, "
+           f"unparseable answers {m['n_unparseable']}/{m['n_answers']}); "
            f"min_f1 {spec.gate.min_f1}: {'passed' if passed else 'FAILED'}")
     if passed:
         log.info(msg)

@@ -238,9 +238,11 @@ class AnswerParser:
                 mass[hits[0]] += math.exp(lp)
         return mass
 
-    def p_positive(self, positions: list[tuple[str, list[tuple[str, float]]]]) -> float | None:
-        """P(positive class) from token logprobs: at the first generated token that starts a
-        verbalizer, normalised over the labels' mass. None when no such position or no mass."""
+    def p_labels(self, positions: list[tuple[str, list[tuple[str, float]]]]) -> dict[str, float] | None:
+        """P(label) for every codebook label from token logprobs: at the first generated token
+        that starts a verbalizer, each label's mass among the top alternatives (the token counts
+        for a label when it is a prefix of exactly one verbalizer), renormalised over the K
+        labels. None when there is no such position or no mass."""
         for tok, alts in positions:
             t = _norm(tok)
             if not t:
@@ -253,8 +255,15 @@ class AnswerParser:
             total = sum(mass.values())
             if total <= 0:
                 return None
-            return mass[self.cb.positive] / total
+            return {name: mass[name] / total for name in self.cb.label_names}
         return None
+
+    def p_positive(self, positions: list[tuple[str, list[tuple[str, float]]]]) -> float | None:
+        """P(positive class) from token logprobs (see `p_labels`); None without a positive class."""
+        p = self.p_labels(positions)
+        if p is None or self.cb.positive is None:
+            return None
+        return p[self.cb.positive]
 
 
 def logprob_positions(choice: dict) -> list[tuple[str, list[tuple[str, float]]]]:

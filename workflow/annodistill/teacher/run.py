@@ -94,8 +94,9 @@ def check_gate(gate_path: str | Path, spec: TeacherSpec, task: str) -> None:
     g = io.read_json(gate_path)
     if g.get("passed", False):
         return
-    msg = (f"task {task}: teacher {spec.name} failed the validation gate: F1 "
-           f"{g.get('f1')} < min_f1 {g.get('min_f1')} (see {gate_path})")
+    msg = (f"task {task}: teacher {spec.name} failed the validation gate: "
+           f"{g.get('headline_metric', 'F1')} {g.get('f1')} < min_f1 {g.get('min_f1')} "
+           f"(see {gate_path})")
     if g.get("on_fail", spec.gate.on_fail) == "stop":
         raise TeacherError(msg + "; the training set is not labelled. Lower gate.min_f1, set "
                            "gate.on_fail: warn, or change the teacher/prompt")
