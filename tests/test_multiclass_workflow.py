@@ -18,7 +18,7 @@ WORDS5 = {"against": "ban", "doubt": "question", "neutral": "report", "hope": "w
           "favour": "support"}
 
 
-def _study(root, base_url, WORDS):
+def _study(root, base_url, WORDS, students=None):
     rng = np.random.default_rng(0)
     lines, coder_lines = ["id,text,code"], ["item,coder,code"]
     codes = {lab: str(i) for i, lab in enumerate(WORDS)}
@@ -58,18 +58,32 @@ def _study(root, base_url, WORDS):
                "max_tokens": 3, "few_shot": 3, "concurrency": 4, "max_usd": 0,
                "logprobs": True, "top_logprobs": 5, "gate": {"min_f1": 0.3}}}},
            "evaluation": {"bootstrap": {"n_resamples": 100}, "task_bootstrap": {"n_resamples": 100}}}
+    if students:
+        cfg["students"] = students
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 @pytest.mark.parametrize("WORDS", [WORDS3, WORDS5], ids=["K3", "K5"])
 def test_multi_category_task_through_snakemake(tmp_path, env_with_venv, WORDS):
     env = {**env_with_venv, "FAKE_TRI_KEY": "sk-tri"}
+    students = None
+    if len(WORDS) == 3:  # K = 3 also trains students: a tiny encoder and TF-IDF, K-way heads
+        from students_helpers import tiny_model
+
+        students = {"seeds": [1], "conditions": {"human_sizes": [100], "llm_consistency": [67]},
+                    "models": {
+                        "tiny": {"kind": "encoder", "path": str(tiny_model(tmp_path / "m", "bert")),
+                                 "max_length": 32, "conditions": {"llm_consistency": []},
+                                 "grid": {"learning_rate": [1e-3], "batch_size": [16],
+                                          "epochs": [1]}},
+                        "tfidf": {"kind": "tfidf", "grid": {"C": [1.0, 10.0]},
+                                  "class_weight": "balanced"}}}
     # the fake model answers the label whose keyword the text has (the last one otherwise)
     labels = list(WORDS)
     verbs = tuple(labels[:-1] + labels[-1:])
     with FakeOpenAI(api_key="sk-tri", verbs=verbs, keywords=tuple(WORDS[v] for v in verbs[:-1]),
                     noise=0.1) as srv:
-        _study(tmp_path, srv.base_url, WORDS)
+        _study(tmp_path, srv.base_url, WORDS, students)
         run_snakemake(tmp_path, "--cores", "2", "data", "teacher", env=env)
         run_snakemake(tmp_path, "--cores", "2", "results/stance/metrics.csv", env=env)
     res = tmp_path / "results" / "stance"
@@ -84,11 +98,27 @@ def test_multi_category_task_through_snakemake(tmp_path, env_with_venv, WORDS):
     assert len(lab) == 100 and lab["p_positive"].isna().all()
     assert all(abs(sum(json.loads(s).values()) - 1) < 1e-9 for s in lab["p_labels"])
     m = pd.read_csv(res / "metrics.csv")
-    assert m["condition"].tolist() == ["fewshot"] and m["task_type"].iloc[0] == "multiclass"
+    assert (m["task_type"] == "multiclass").all()
+    if students is None:
+        assert m["condition"].tolist() == ["fewshot"]
+    else:
+        assert sorted(m["condition"]) == sorted(
+            ["fewshot", "human-100", "human-100", "llm-fake", "llm-fake", "llm-fake-cons67",
+             "soft-fake", "soft-fake"])
+        for model, cond in (("tiny", "soft-fake"), ("tfidf", "llm-fake-cons67")):
+            pred = pd.read_parquet(res / "students" / model / cond / "predictions.parquet")
+            assert set(pred["label"]) <= set(WORDS) and pred["p_positive"].isna().all()
+            probs = pd.DataFrame([json.loads(v) for v in pred["p_labels"]])
+            assert sorted(probs.columns) == sorted(WORDS)
+            assert np.allclose(probs.sum(axis=1), 1.0)
+        tf = m[m["model"] == "tfidf"].set_index("condition")
+        assert tf.loc["human-100", "f1"] > 0.5  # macro-F1 of a learnable 3-way task
+        gaps = pd.read_csv(res / "metrics_gaps_per_class.csv")
+        assert set(gaps["class"]) >= set(WORDS)
     pc = pd.read_csv(res / "metrics_per_class.csv")
-    assert sorted(pc["class"]) == sorted(WORDS)
+    assert sorted(set(pc["class"])) == sorted(WORDS)
     cm = pd.read_csv(res / "metrics_confusion.csv")
-    assert cm["n"].sum() == 100
+    assert cm.loc[cm["condition"] == "fewshot", "n"].sum() == 100
     agree = pd.read_csv(res / "metrics_agreement.csv").set_index("kind")
     assert set(agree.index) == {"teacher-human", "human-human"}
     assert 0 < agree.loc["human-human", "alpha"] < 1 and agree.loc["human-human", "n"] == 100
