@@ -44,6 +44,7 @@ class Ledger:
         self.settlements: dict[str, dict] = {}
         self.mine: set[str] = set()
         self._tlock = threading.RLock()
+        self._reserve_lock = threading.Lock()
 
     def refresh(self) -> None:
         with self._tlock:
@@ -96,8 +97,12 @@ class Ledger:
     def try_reserve(self, usd: float, note: str = "", batch: bool = False) -> str | None:
         """Reserve `usd` if spent + reserved + usd <= max_usd (atomically across processes and
         hosts); the reservation id, or None when it does not fit."""
+        with self._reserve_lock:  # this process's threads queue here, not on the file
+            return self._try_reserve(usd, note, batch)
+
+    def _try_reserve(self, usd: float, note: str, batch: bool) -> str | None:
         lock = journal.LockFile(self.lock_file, stale_s=30.0)
-        lock.acquire()
+        lock.acquire(poll=0.005)
         try:
             with self._tlock:
                 t = self.totals()
