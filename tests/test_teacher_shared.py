@@ -336,3 +336,32 @@ def test_old_sqlite_cache_is_imported_read_only(tmp_path):
     assert (old / "responses.sqlite").read_bytes() == before  # read, never written
     assert ResponseCache(old).batch_get("job1")["batch_id"] == "batch-9"
     assert len(_records(old)) == n  # imported once, even when opened again
+
+
+def test_compaction_keeps_every_answer_and_never_touches_a_live_shard(tmp_path):
+    cache = tmp_path / "cache"
+    for j in range(5):  # five finished jobs (sealed shards)
+        with ResponseCache(cache) as c:
+            for i in range(4):
+                c.put(f"{j}-{i}", endpoint="e", model="m", sample=i, request={"j": j},
+                      response={"a": f"{j}-{i}"}, billed_usd=0.0)
+            c.batch_put(f"job{j % 2}", f"batch-{j}", f"file-{j}", 4, 0.1)
+    live = ResponseCache(cache)  # a running job: its shard must stay where it is
+    live.put("live-0", endpoint="e", model="m", sample=0, request={}, response={"a": "x"},
+             billed_usd=0.0)
+    reader = ResponseCache(cache)  # a job that read everything before the compaction
+    assert reader.count() == 21
+    # a compaction that died before its rename leaves only a temporary file, never read
+    (cache / "shards" / ".merged.tmp-dead").write_bytes(b"garbage\n")
+    assert ResponseCache(cache, compact_at=5).count() == 21  # opening it compacts
+    names = sorted(p.name for p in (cache / "shards").glob("*.jsonl"))
+    assert names == sorted(["merged.jsonl", live.writer.path.name])
+    live.put("live-1", endpoint="e", model="m", sample=1, request={}, response={"a": "y"},
+             billed_usd=0.0)
+    fresh = ResponseCache(cache)
+    assert fresh.count() == 22 and fresh.get("3-2")["a"] == "3-2"
+    assert fresh.batch_get("job0")["batch_id"] == "batch-4"  # latest state per job kept
+    assert fresh.batch_get("job1")["batch_id"] == "batch-3"
+    reader.refresh()  # its shards vanished: it rereads the merged file and misses nothing
+    assert reader.count() == 22
+    live.close()
