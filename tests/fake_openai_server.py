@@ -16,6 +16,12 @@ seed) pairs: `fault_rates` maps a fault name to a share of pairs:
   empty, malformed, outside (a label outside the codebook) — answered, and so final.
 Every request is logged; `answered` lists the (text, seed) pairs whose 200 answer was delivered.
 `stall_after=n` makes every request after the n-th delivered answer wait forever (the SIGKILL test).
+
+Run as a program it is a server process like `vllm serve` (the tests of provider local_server
+start it through `server.command`):
+  python tests/fake_openai_server.py --host 127.0.0.1 --port PORT --model NAME [--pid-file F]
+      [--ready-delay S] [--latency S]
+It binds exactly the given port (exit status 1 with "Address already in use" when taken).
 """
 from __future__ import annotations
 
@@ -66,13 +72,13 @@ class FakeOpenAI:
         self.httpd: ThreadingHTTPServer | None = None
 
     # ---- lifecycle ----
-    def start(self) -> str:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         server = self
 
         class Handler(_Handler):
             fake = server
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self.base_url
@@ -323,3 +329,39 @@ class _Handler(BaseHTTPRequestHandler):
         if self._send(200, f.answer_body(body, fault)):
             with f.lock:
                 f.answered.append((text, seed))
+
+
+def main(argv=None) -> int:
+    import argparse
+    import os
+    import signal
+    import sys
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--model", default="fake-model")
+    p.add_argument("--pid-file", default=None)
+    p.add_argument("--ready-delay", type=float, default=0.0, help="seconds before binding")
+    p.add_argument("--latency", type=float, default=0.0)
+    a = p.parse_args(argv)
+    if a.pid_file:
+        with open(a.pid_file, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    time.sleep(a.ready_delay)
+    fake = FakeOpenAI(model=a.model, latency_s=a.latency)
+    try:
+        fake.start(a.host, a.port)
+    except OSError as exc:
+        print(f"fake_openai_server: cannot bind {a.host}:{a.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"fake_openai_server: serving {a.model!r} at {fake.base_url}", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -15,6 +14,7 @@ from fake_openai_server import FakeOpenAI
 from teacher_helpers import env, label_cmd, make_task, run_label, spec_dict
 
 from annodistill.config import load_task
+from annodistill.teacher.cache import ResponseCache
 from annodistill.teacher.run import label_split
 from annodistill.teacher.spec import spec_from_dict
 
@@ -93,10 +93,11 @@ def test_test_items_never_in_a_prompt(tmp_path):
         spec = _spec(srv.base_url)
         for split in ("validation", "test"):
             _label(tmp_path, cb, splits, spec, split=split)
-    db = sqlite3.connect(tmp_path / "cache/responses.sqlite")
     test_texts = set(pd.read_parquet(splits / "test.parquet")["text"])
-    for (req,) in db.execute("SELECT request FROM responses"):
-        prompt = json.loads(req)["prompt"]
+    records = list(ResponseCache(tmp_path / "cache").records())
+    assert len(records) == 120
+    for _, rec in records:
+        prompt = rec["request"]["prompt"]
         shots, item = prompt.rsplit("Text: ", 1)
         assert not any(t in shots for t in test_texts)
 
@@ -133,7 +134,7 @@ def test_key_appears_in_no_written_file(tmp_path):
             (logs / f"{split}.log").write_text(proc.stderr + proc.stdout)
         assert len(srv.answered) == 120
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".sqlite" for p in files)
+    assert any(p.suffix == ".jsonl" for p in files)
     for p in files:
         assert KEY.encode() not in p.read_bytes(), p
         assert b"the-right-key" not in p.read_bytes()
@@ -148,9 +149,8 @@ def test_max_usd_holds_and_nothing_paid_twice(tmp_path):
         assert proc.returncode == 3 and "max_usd" in proc.stderr
         assert not (tmp_path / "out/labels_test.parquet").exists()
         first = len(srv.answered)
-        db = sqlite3.connect(tmp_path / "cache/responses.sqlite")
-        spent = db.execute("SELECT SUM(billed_usd), COUNT(*) FROM responses").fetchone()
-        db.close()
+        billed = [rec["billed_usd"] for _, rec in ResponseCache(tmp_path / "cache").records()]
+        spent = (sum(billed), len(billed))
         assert 0 < first == spent[1] < 60
         assert spent[0] <= 1.0
         assert spent[0] > 0.5  # the cap is used, not merely feared
@@ -177,16 +177,13 @@ def test_sigkill_mid_run_then_resume(tmp_path):
         spec = spec_dict(srv.base_url)
         proc = subprocess.Popen(label_cmd(spec, cb, splits, "test", out, cache),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
-        db_path = cache / "responses.sqlite"
         deadline = time.monotonic() + 60
         n, stable_since = -1, None
         while time.monotonic() < deadline:  # wait until every delivered answer is committed
             time.sleep(0.05)
-            if not db_path.exists() or len(srv.answered) < 40:
+            if not cache.exists() or len(srv.answered) < 40:
                 continue
-            db = sqlite3.connect(db_path)
-            count = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-            db.close()
+            count = sum(1 for _ in ResponseCache(cache).records())
             if count == len(srv.answered) == n:
                 if time.monotonic() - stable_since > 0.5:  # the rest are stalled, unanswered
                     break

@@ -46,6 +46,10 @@ rule teacher_label:
     conda:
         "../../envs/teacher.yaml"
     threads: TEACHER_WIRING.threads
+    resources:
+        mem_mb=TEACHER_WIRING.mem_mb,
+        runtime=TEACHER_WIRING.runtime,
+        gpu=TEACHER_WIRING.gpu,
     params:
         spec=TEACHER_WIRING.spec_json,
         cache=TEACHER_WIRING.cache_dir,
@@ -91,6 +95,10 @@ rule teacher_label_train:
     conda:
         "../../envs/teacher.yaml"
     threads: TEACHER_WIRING.threads
+    resources:
+        mem_mb=TEACHER_WIRING.mem_mb,
+        runtime=TEACHER_WIRING.runtime,
+        gpu=TEACHER_WIRING.gpu,
     params:
         spec=TEACHER_WIRING.spec_json,
         cache=TEACHER_WIRING.cache_dir,

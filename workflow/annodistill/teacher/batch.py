@@ -1,11 +1,14 @@
 """OpenAI Batch API mode (about half price): submit, persist the batch id, poll, collect.
 
-The job's state (batch id, input file id) is committed to the response cache's SQLite file the
-moment the batch exists, so a killed or timed-out run (and a later Snakemake invocation) polls the
+The job's state (batch id, input file id, ledger reservation) is written to the response cache's
+journal the moment the batch exists, so a killed or timed-out run (and a later Snakemake invocation) polls the
 same batch instead of submitting a new one. Each batch carries `metadata.annodistill_job`; a run
 that died between creating the batch and recording it finds it again through the batch list.
 Collected answers go into the response cache like any other answer, billed at price x discount.
 Requests the batch could not answer are resubmitted (at most `ROUNDS` batches per run).
+Each batch's worst case is reserved in the teacher's study-wide ledger (ledger.py) before it is
+submitted and stays reserved across invocations until its answers are collected, when it is
+settled at what they were billed; every round and every resumed run draws on the same budget.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import logging
 import time
 
 from .cache import ResponseCache
-from .engine import Budget, Request, Stats, TeacherError, api_key, scrub, usage_of
+from .ledger import Ledger
+from .engine import BudgetExceeded, Request, Stats, TeacherError, api_key, scrub, usage_of
 from .spec import TeacherSpec
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ class BatchRunner:
         self.spec, self.base_url, self.endpoint_id, self.cache = spec, base_url, endpoint_id, cache
         self.stats = Stats()
         self.sleep = sleep
+        self.ledger = Ledger(cache.dir, spec.name, spec.max_usd)
 
     def run(self, requests: list[Request]) -> dict[str, dict]:
         import openai
@@ -60,13 +65,18 @@ class BatchRunner:
                 if state is None or state["collected"]:
                     state = self._find_or_submit(client, job, pending)
                 self._wait(client, state["batch_id"])
-                self._collect(client, state["batch_id"], by_key, answers)
+                cost = self._collect(client, state["batch_id"], by_key, answers)
+                if state.get("reservation"):
+                    self.ledger.settle(state["reservation"], cost, "billed")
+                elif cost > 0:
+                    self.ledger.record_spend(cost, note=f"batch {state['batch_id']}")
                 self.cache.batch_done(job)
         except openai.APIError as exc:
             raise TeacherError(scrub(f"teacher {self.spec.name}: Batch API error from "
                                      f"{self.base_url}: {exc}", key)) from None
         finally:
             client.close()
+            self.ledger.close()
         missing = [r for r in requests if r.key not in answers]
         if missing:
             raise TeacherError(f"teacher {self.spec.name}: {len(missing)} requests still unanswered "
@@ -75,6 +85,8 @@ class BatchRunner:
         return answers
 
     def _find_or_submit(self, client, job: str, pending: list[Request]) -> dict:
+        import openai
+
         for b in client.batches.list(limit=100):
             meta = b.metadata or {}
             if meta.get("annodistill_job") == job and b.status not in ("failed", "cancelled") \
@@ -86,17 +98,32 @@ class BatchRunner:
                     return self.cache.batch_get(job)
         s = self.spec
         worst = sum(s.price.usd(r.upper_in, s.max_tokens, s.batch.discount) for r in pending)
-        budget = Budget(s.max_usd)
-        budget.reserve_now(worst)  # refuses to submit a batch that could exceed max_usd
+        # refuses to submit a batch that could take the study past max_usd
+        reservation = self.ledger.try_reserve(worst, note=f"batch {job}", batch=True) \
+            if worst > 0 else None
+        if worst > 0 and reservation is None:
+            t = self.ledger.totals()
+            raise BudgetExceeded(
+                f"max_usd ${s.max_usd:.4f} of teacher {s.name} (the whole study) would be exceeded: "
+                f"${t['spent']:.4f} spent, ${t['reserved']:.4f} reserved (running jobs and pending "
+                f"batches), this batch up to ${worst:.4f}. Answers bought so far are cached; raise "
+                f"max_usd (see `annodistill teacher estimate`) and rerun")
         url = "/v1/completions" if s.mode == "completion" else "/v1/chat/completions"
         lines = [json.dumps({"custom_id": r.key, "method": "POST", "url": url, "body": r.body},
                             ensure_ascii=False) for r in pending]
         data = ("\n".join(lines) + "\n").encode("utf-8")
-        f = client.files.create(file=(f"annodistill-{job}.jsonl", io.BytesIO(data)), purpose="batch")
-        b = client.batches.create(input_file_id=f.id, endpoint=url,
-                                  completion_window=s.batch.completion_window,
-                                  metadata={"annodistill_job": job, "n_requests": str(len(pending))})
-        self.cache.batch_put(job, b.id, f.id, len(pending), worst)
+        try:
+            f = client.files.create(file=(f"annodistill-{job}.jsonl", io.BytesIO(data)),
+                                    purpose="batch")
+            b = client.batches.create(input_file_id=f.id, endpoint=url,
+                                      completion_window=s.batch.completion_window,
+                                      metadata={"annodistill_job": job,
+                                                "n_requests": str(len(pending))})
+        except openai.APIStatusError:
+            if reservation:  # refused: nothing was submitted
+                self.ledger.settle(reservation, 0.0, "refused")
+            raise
+        self.cache.batch_put(job, b.id, f.id, len(pending), worst, reservation)
         self.stats.http_attempts += 1
         log.info("submitted batch %s with %d requests (worst case $%.4f)", b.id, len(pending), worst)
         return self.cache.batch_get(job)
@@ -116,10 +143,12 @@ class BatchRunner:
                                    f"(nothing will be resubmitted)")
             self.sleep(self.spec.batch.poll_s)
 
-    def _collect(self, client, batch_id: str, by_key: dict, answers: dict) -> None:
+    def _collect(self, client, batch_id: str, by_key: dict, answers: dict) -> float:
+        """Cache the batch's answers; returns what they were billed."""
         b = client.batches.retrieve(batch_id)
         s = self.spec
         rows = []
+        billed = 0.0  # every answer of this batch, also those a killed run already cached
         for fid in (b.output_file_id, getattr(b, "error_file_id", None)):
             if not fid:
                 continue
@@ -130,15 +159,18 @@ class BatchRunner:
                 rec = json.loads(line)
                 k = rec.get("custom_id")
                 resp = (rec.get("response") or {})
-                if k not in by_key or k in answers or resp.get("status_code") != 200:
+                if k not in by_key or resp.get("status_code") != 200:
                     continue
                 body = resp["body"]
                 pt, ct = usage_of(body)
-                if pt is None or ct is None:
-                    self.stats.usage_missing += 1
-                    pt = by_key[k].upper_in if pt is None else pt
-                    ct = s.max_tokens if ct is None else ct
+                missing_usage = pt is None or ct is None
+                pt = by_key[k].upper_in if pt is None else pt
+                ct = s.max_tokens if ct is None else ct
                 cost = s.price.usd(pt, ct, s.batch.discount)
+                billed += cost
+                if k in answers:
+                    continue
+                self.stats.usage_missing += missing_usage
                 r = by_key[k]
                 rows.append((k, dict(endpoint=self.endpoint_id, model=s.request_model,
                                      sample=r.sample, request=r.body, response=body,
@@ -151,3 +183,4 @@ class BatchRunner:
             self.cache.put_many(rows)
         self.stats.requests_sent += len(rows)
         log.info("batch %s: collected %d answers", batch_id, len(rows))
+        return billed

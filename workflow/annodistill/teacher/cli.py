@@ -187,6 +187,11 @@ def _estimate(args) -> int:
         tot = sum(e["total"]["usd_estimate"] for e in results)
         up = sum(e["total"]["usd_upper"] for e in results)
         print(f"all: ~${tot:.4f} (at most ${up:.4f})")
+        from .estimate import format_ledger
+
+        for name in dict.fromkeys(e["teacher"] for e in results):
+            ledger = next(e["ledger"] for e in results if e["teacher"] == name)
+            print(format_ledger(name, ledger))
     if args.out:
         io.write_json(args.out, results[0] if len(results) == 1 else results)
     return 0

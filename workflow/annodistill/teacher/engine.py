@@ -8,10 +8,14 @@ retries on retryable failures only, a hard spending cap, the cache, a progress b
   worker.
 - Retries with exponential backoff and jitter on 408/409/429/5xx, timeouts, dropped connections
   and unreadable responses; 400/401/403/404/422 fail fast with the server's message.
-- Spending: before a request is sent, its worst-case cost (prompt-token upper bound from the
-  prompt's bytes, plus max_tokens) is reserved against `max_usd`; after the answer, the
-  reservation is replaced by the billed cost from the response's usage. spent + reserved never
-  exceeds max_usd, so neither does the spend. Cached answers cost nothing.
+- Spending: before each attempt, its worst-case cost (prompt-token upper bound from the
+  prompt's bytes, plus max_tokens) is reserved in the teacher's study-wide ledger (ledger.py)
+  against `max_usd`; after the answer, the reservation is replaced by the billed cost from the
+  response's usage. An attempt whose billing is unknown (timeout, dropped connection, unreadable
+  body) stays at its worst case. spent + reserved never exceeds max_usd across all jobs, so
+  neither does the spend. Cached answers cost nothing.
+- One buyer per answer: a worker claims the answer's key in the cache before buying it; when
+  another process (another job, another node) holds the claim, it waits and takes that answer.
 - Every answer is committed to the cache as it arrives; on a fatal error the workers stop taking
   new requests, the ones in flight finish and are cached, then the error is raised.
 """
@@ -25,7 +29,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from .cache import ResponseCache
+from .cache import Claim, ResponseCache
+from .ledger import Ledger
 from .prompts import prompt_tokens_estimate, prompt_tokens_upper
 from .spec import TeacherSpec
 
@@ -35,6 +40,8 @@ RETRYABLE_STATUS = {408, 409, 429}
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
 RETRY_AFTER_CAP_S = 300.0
+# failures after which the provider may have billed the request: counted at the worst case
+UNKNOWN_BILLING = {"timeout", "connection", "bad_response"}
 
 
 class TeacherError(Exception):
@@ -72,6 +79,7 @@ class Stats:
     completion_tokens: int = 0
     usd: float = 0.0
     usage_missing: int = 0
+    usd_unknown_billing: float = 0.0  # attempts whose billing is unknown, at their worst case
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -123,56 +131,68 @@ class RateLimiter:
 
 
 class Budget:
-    """spent + reserved <= max_usd, always. A request that does not fit waits while others are in
-    flight (their reservations usually settle far below the worst case) and fails only when
-    nothing is in flight."""
+    """The study-wide cap of one teacher (ledger.Ledger): spent + reserved <= max_usd, always,
+    across every process and host. A request that does not fit waits while this job's requests
+    are in flight (their reservations usually settle far below the worst case), or while another
+    job's are (up to `wait_others_s`), and fails only when nothing is in flight."""
 
-    def __init__(self, max_usd: float):
-        self.max_usd = float(max_usd)
-        self.spent = 0.0
-        self.reserved = 0.0
+    def __init__(self, ledger: Ledger, wait_others_s: float = 120.0):
+        self.ledger = ledger
+        self.max_usd = ledger.max_usd
         self.in_flight = 0
+        self.wait_others_s = wait_others_s
         self._cond: asyncio.Condition | None = None
 
-    def fits(self, worst: float) -> bool:
-        return self.spent + self.reserved + worst <= self.max_usd + 1e-12
-
     def exceeded(self, worst: float) -> BudgetExceeded:
+        t = self.ledger.totals()
         return BudgetExceeded(
-            f"max_usd ${self.max_usd:.4f} would be exceeded: ${self.spent:.4f} spent, next "
-            f"request up to ${worst:.4f}. Answers bought so far are cached; raise max_usd (see "
-            f"`annodistill teacher estimate`) and rerun")
+            f"max_usd ${self.max_usd:.4f} of teacher {self.ledger.teacher} (the whole study) "
+            f"would be exceeded: ${t['spent']:.4f} spent, ${t['reserved']:.4f} reserved by running "
+            f"jobs, next request up to ${worst:.4f}. Answers bought so far are cached; raise "
+            f"max_usd (see `annodistill teacher estimate`) and rerun")
 
-    def reserve_now(self, worst: float) -> None:
-        if not self.fits(worst):
+    def reserve_now(self, worst: float, note: str = "", batch: bool = False) -> str | None:
+        if worst <= 0:
+            return None
+        rid = self.ledger.try_reserve(worst, note, batch=batch)
+        if rid is None:
             raise self.exceeded(worst)
-        self.reserved += worst
-        self.in_flight += 1
+        return rid
 
-    async def reserve(self, worst: float) -> None:
+    async def reserve(self, worst: float) -> str | None:
+        """A reservation id (None when the request costs nothing)."""
+        if worst <= 0:
+            return None
         if self._cond is None:
             self._cond = asyncio.Condition()
-        async with self._cond:
-            while not self.fits(worst):
-                if self.in_flight == 0:
-                    raise self.exceeded(worst)
-                await self._cond.wait()
-            self.reserved += worst
-            self.in_flight += 1
+        waited_others = 0.0
+        while True:
+            rid = await asyncio.to_thread(self.ledger.try_reserve, worst)
+            if rid is not None:
+                self.in_flight += 1
+                return rid
+            if self.in_flight > 0:
+                async with self._cond:
+                    try:
+                        await asyncio.wait_for(self._cond.wait(), timeout=1.0)
+                    except asyncio.TimeoutError:
+                        pass
+                continue
+            others = await asyncio.to_thread(self.ledger.others_in_flight)
+            if others and waited_others < self.wait_others_s:
+                await asyncio.sleep(0.5)
+                waited_others += 0.5
+                continue
+            raise self.exceeded(worst)
 
-    async def _done(self, worst: float, actual: float) -> None:
-        self.reserved -= worst
-        self.spent += actual
+    async def settle(self, rid: str | None, actual: float, how: str = "billed") -> None:
+        if rid is None:
+            return
+        await asyncio.to_thread(self.ledger.settle, rid, actual, how)
         self.in_flight -= 1
         if self._cond is not None:
             async with self._cond:
                 self._cond.notify_all()
-
-    async def release(self, worst: float) -> None:
-        await self._done(worst, 0.0)
-
-    async def settle(self, worst: float, actual: float) -> None:
-        await self._done(worst, actual)
 
 
 def api_key(spec: TeacherSpec) -> str:
@@ -267,7 +287,11 @@ class Labeller:
         self.spec, self.base_url, self.endpoint_id = spec, base_url, endpoint_id
         self.cache, self.progress_on, self.desc = cache, progress, desc
         self.stats = Stats()
-        self.budget = Budget(spec.max_usd)
+        self.ledger = Ledger(cache.dir, spec.name, spec.max_usd)
+        self.budget = Budget(self.ledger)
+        self._claims: dict = {}
+        # a claim not refreshed for this long belongs to a dead job on another host
+        self._claim_stale_s = 2 * (spec.timeout_s + RETRY_AFTER_CAP_S + BACKOFF_CAP_S)
         self.limiter: RateLimiter | None = None
         self._stop = False
         self._rng = random.Random(spec.seed)
@@ -304,6 +328,7 @@ class Labeller:
             finally:
                 await client.close()
                 progress.close()
+                self.ledger.close()
             if errors:
                 exc = errors[0]
                 if isinstance(exc, TeacherError):
@@ -329,50 +354,87 @@ class Labeller:
             progress.answer(r.item_id, self.stats)
 
     async def _one(self, client, r: Request) -> dict:
-        s = self.spec
-        upper_in = r.upper_in
-        worst = s.price.usd(upper_in, s.max_tokens)
-        await self.budget.reserve(worst)
+        cached = await self._claim(r)
+        if cached is not None:
+            return cached
+        claim = self._claims.pop(r.key)
         try:
-            if self._stop:
-                raise TeacherError("stopped after another request failed")
-            resp = await self._send(client, r)
+            resp, cost, pt, ct = await self._send(client, r, claim)
+            # durable before the answer counts; in a thread so the fsync never stalls other requests
+            await asyncio.to_thread(self.cache.put, r.key, endpoint=self.endpoint_id,
+                                    model=self.spec.request_model, sample=r.sample, request=r.body,
+                                    response=resp, billed_usd=cost)
+            await asyncio.to_thread(claim.done, self.cache.writer.path.name)
         except BaseException:
-            await self.budget.release(worst)
+            claim.release()
             raise
-        pt, ct = usage_of(resp)
-        if pt is None or ct is None:
-            self.stats.usage_missing += 1
-            pt, ct = upper_in if pt is None else pt, s.max_tokens if ct is None else ct
-        cost = s.price.usd(pt, ct)
-        await self.budget.settle(worst, cost)
-        # durable before the answer counts; in a thread so the fsync never stalls other requests
-        await asyncio.to_thread(self.cache.put, r.key, endpoint=self.endpoint_id,
-                                model=s.request_model, sample=r.sample, request=r.body,
-                                response=resp, billed_usd=cost)
         self.stats.requests_sent += 1
         self.stats.prompt_tokens += pt
         self.stats.completion_tokens += ct
         self.stats.usd += cost
         return {**resp, "_billed_usd": cost}
 
-    async def _send(self, client, r: Request) -> dict:
+    async def _claim(self, r: Request) -> dict | None:
+        """Take the claim on r's answer (kept in self._claims), or return the answer another
+        process bought meanwhile (waiting while it is being bought)."""
+        while True:
+            if self._stop:
+                raise TeacherError("stopped after another request failed")
+            got = await asyncio.to_thread(self.cache.claim, r.key, self._claim_stale_s)
+            if isinstance(got, Claim):
+                if not got.fresh:  # broke a dead owner's claim: it may have cached the answer
+                    await asyncio.to_thread(self.cache.refresh)
+                if not got.fresh and self.cache.get(r.key) is not None:
+                    await asyncio.to_thread(got.done, None)
+                else:
+                    self._claims[r.key] = got
+                    return None
+            elif got is not None:  # bought by another process: its shard has it
+                ans = await asyncio.to_thread(self.cache.get_bought, r.key, got)
+                if ans is not None:
+                    self.stats.cache_hits += 1
+                    return ans
+                continue
+            ans = self.cache.get(r.key)
+            if ans is not None:
+                self.stats.cache_hits += 1
+                return ans
+            await asyncio.sleep(0.2)
+
+    async def _send(self, client, r: Request, claim) -> tuple[dict, float, int, int]:
+        """(response, billed usd, prompt tokens, completion tokens). Every attempt reserves its
+        worst case in the ledger; an attempt whose billing is unknown (timeout, dropped
+        connection, unreadable body) is settled at that worst case, a refused one at $0."""
         s = self.spec
+        upper_in = r.upper_in
+        worst = s.price.usd(upper_in, s.max_tokens)
         create = (client.completions.create if "prompt" in r.body
                   else client.chat.completions.create)
         last = None
         for attempt in range(s.max_retries + 1):
-            if self._stop and attempt > 0:
+            if self._stop:
                 raise TeacherError("stopped after another request failed")
             await self.limiter.acquire(r.est_in + s.max_tokens)
+            rid = await self.budget.reserve(worst)
+            if self._stop:
+                await self.budget.settle(rid, 0.0, "refused")
+                raise TeacherError("stopped after another request failed")
+            claim.heartbeat()
             self.stats.http_attempts += 1
             try:
                 resp = await create(**r.body)
                 if isinstance(resp, str):  # a non-JSON 200 body
                     raise ValueError(f"response is not JSON: {resp[:80]!r}")
-                return resp.model_dump(mode="json", exclude_unset=False)
-            except Exception as exc:  # noqa: BLE001 - classified below
-                kind, retryable = classify(exc)
+                resp = resp.model_dump(mode="json", exclude_unset=False)
+            except BaseException as exc:  # noqa: BLE001 - classified below
+                kind, retryable = classify(exc) if isinstance(exc, Exception) else ("cancelled", False)
+                if kind in UNKNOWN_BILLING or not isinstance(exc, Exception):
+                    await self.budget.settle(rid, worst, "unknown")
+                    self.stats.usd_unknown_billing += worst if rid else 0.0
+                else:
+                    await self.budget.settle(rid, 0.0, "refused")
+                if not isinstance(exc, Exception):
+                    raise
                 if not retryable:
                     raise TeacherError(_fail_fast_message(s, self.base_url, exc, kind)) from None
                 last = f"{kind}: {exc}"
@@ -386,6 +448,14 @@ class Labeller:
                           attempt + 1, delay)
                 if attempt < s.max_retries:
                     await asyncio.sleep(delay)
+                continue
+            pt, ct = usage_of(resp)
+            if pt is None or ct is None:
+                self.stats.usage_missing += 1
+                pt, ct = upper_in if pt is None else pt, s.max_tokens if ct is None else ct
+            cost = s.price.usd(pt, ct)
+            await self.budget.settle(rid, cost, "billed")
+            return resp, cost, pt, ct
         raise TeacherError(f"teacher {s.name}: gave up on item {r.item_id!r} sample {r.sample} after "
                            f"{s.max_retries + 1} attempts (last: {last}); answers so far are cached, "
                            f"rerun to resume")

@@ -2,7 +2,7 @@
 
 Reads the data stage's splits, draws the few-shot examples from the validation pool, builds one
 request per (item, sample), takes what the cache has, buys the rest (live requests or the Batch
-API; for the local teacher it starts llama.cpp's server only if anything is missing), and writes
+API; for a teacher served inside the job it starts its server only if anything is missing), and writes
 labels_{split}.parquet and cost_{split}.json. Nothing is written unless every item has all k
 answers, so an existing labels file is complete.
 """
@@ -70,12 +70,16 @@ def few_shot_examples(splits_dir: str | Path, cb: Codebook, spec: TeacherSpec) -
 
 
 def endpoint_identity(spec: TeacherSpec) -> tuple[str, Path | None]:
-    """(cache identity of the endpoint, local model path or None)."""
-    if spec.local:
+    """(cache identity of the endpoint, local model path or None). A server started inside the
+    job has a new port every run, so its identity is what it serves: the GGUF's sha256
+    (llama_cpp_local) or the model name it answers as (local_server)."""
+    if spec.provider == "llama_cpp_local":
         from .local import file_sha256, resolve_model_file
 
         path = resolve_model_file(spec.model_file)
         return f"llama_cpp_local:{file_sha256(path)}", path
+    if spec.provider == "local_server":
+        return f"local_server:{spec.request_model}", None
     return spec.base_url.rstrip("/"), None
 
 
@@ -101,6 +105,16 @@ def check_gate(gate_path: str | Path, spec: TeacherSpec, task: str) -> None:
         raise TeacherError(msg + "; the training set is not labelled. Lower gate.min_f1, set "
                            "gate.on_fail: warn, or change the teacher/prompt")
     log.warning("%s; continuing (gate.on_fail: warn)", msg)
+
+
+def _study_spend(runner) -> dict | None:
+    """The teacher's study-wide ledger after this job (spent, reserved, remaining)."""
+    ledger = getattr(runner, "ledger", None)
+    if ledger is None:
+        return None
+    t = ledger.totals()
+    return {k: round(t[k], 8) if isinstance(t[k], float) else t[k]
+            for k in ("max_usd", "spent", "reserved", "remaining", "unknown_billing_usd")}
 
 
 def label_split(*, spec: TeacherSpec, cb: Codebook, splits_dir: str | Path, split: str,
@@ -150,12 +164,14 @@ def label_split(*, spec: TeacherSpec, cb: Codebook, splits_dir: str | Path, spli
         "requests_sent": st.requests_sent, "http_attempts": st.http_attempts,
         "retries": st.retries, "n_retries": int(sum(st.retries.values())),
         "usage_missing": st.usage_missing,
+        "usd_unknown_billing": round(st.usd_unknown_billing, 8),
         "prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
         "usd": round(st.usd, 8),
         "usd_all_answers": round(float(labels["cost_usd"].sum()), 8),
         "prompt_tokens_all_answers": int(labels["prompt_tokens"].sum()),
         "completion_tokens_all_answers": int(labels["completion_tokens"].sum()),
         "max_usd": spec.max_usd,
+        "study_spend": _study_spend(runner),
         "price": {"input_per_mtok": spec.price.input_per_mtok,
                   "output_per_mtok": spec.price.output_per_mtok,
                   "batch_discount": spec.batch.discount if spec.batch.enabled else None},

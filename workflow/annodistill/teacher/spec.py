@@ -15,6 +15,8 @@ from ..errors import InputError
 
 DEFAULT_CACHE = "cache/llm"
 DEFAULT_SEED = 20240625
+PROVIDERS = ("openai", "llama_cpp_local", "local_server")
+IN_JOB_PROVIDERS = ("llama_cpp_local", "local_server")
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,21 @@ class Gate:
 
 @dataclass(frozen=True)
 class Server:
+    """A server started inside the labelling job (providers llama_cpp_local, local_server)."""
     threads: int = 2
     n_ctx: int = 2048
     startup_timeout_s: float = 180.0
+    stop_timeout_s: float = 30.0
+    command: tuple[str, ...] = ()        # local_server: argv with {model} {port} {host} ...
     extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the labelling job asks Slurm for (operational: never part of what is labelled)."""
+    gpu: int = 0
+    mem_mb: int | None = None
+    runtime: int | None = None           # minutes
 
 
 @dataclass(frozen=True)
@@ -76,11 +89,13 @@ class TeacherSpec:
     batch: Batch = field(default_factory=Batch)
     gate: Gate = field(default_factory=Gate)
     server: Server = field(default_factory=Server)
+    resources: Resources = field(default_factory=Resources)
     seed: int = DEFAULT_SEED
 
     @property
     def local(self) -> bool:
-        return self.provider == "llama_cpp_local"
+        """Served inside the labelling job (started and stopped by it)."""
+        return self.provider in IN_JOB_PROVIDERS
 
     @property
     def request_model(self) -> str:
@@ -113,19 +128,26 @@ def spec_from_dict(name: str, d: dict, seed: int = DEFAULT_SEED) -> TeacherSpec:
         raise InputError("provider openai needs base_url and model", field=where)
     if d["provider"] == "llama_cpp_local" and not d.get("model_file"):
         raise InputError("provider llama_cpp_local needs model_file", field=where)
-    if d["provider"] not in ("openai", "llama_cpp_local"):
+    if d["provider"] == "local_server" and not (d.get("model") and
+                                                (d.get("server") or {}).get("command")):
+        raise InputError("provider local_server needs model (the name the server answers as) "
+                         "and server.command", field=where)
+    if d["provider"] not in PROVIDERS:
         raise InputError(f"unknown provider {d['provider']!r}", field=f"{where}.provider")
     if d["mode"] not in ("chat", "completion"):
         raise InputError(f"unknown mode {d['mode']!r}", field=f"{where}.mode")
     if d.get("batch", {}).get("enabled") and d["provider"] != "openai":
         raise InputError("batch mode needs provider openai", field=f"{where}.batch")
-    nested = {"price": Price, "batch": Batch, "gate": Gate, "server": Server}
+    nested = {"price": Price, "batch": Batch, "gate": Gate, "server": Server,
+              "resources": Resources}
     kw = {}
     for k, v in d.items():
         if k in nested:
             v = dict(v or {})
-            if k == "server" and "extra_args" in v:
-                v["extra_args"] = tuple(v["extra_args"])
+            if k == "server":
+                for lst in ("extra_args", "command"):
+                    if lst in v:
+                        v[lst] = tuple(str(a) for a in v[lst])
             try:
                 v = nested[k](**v)
             except TypeError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from .local import PACKAGED, packaged_model_path
-from .spec import DEFAULT_CACHE, DEFAULT_SEED, teacher_names
+from .spec import DEFAULT_CACHE, DEFAULT_SEED, IN_JOB_PROVIDERS, teacher_names
 
 LABEL_FILES = ["gate.json", "labels_validation.parquet", "labels_test.parquet",
                "labels_train.parquet"]
@@ -48,9 +48,23 @@ class TeacherWiring:
 
     def threads(self, wildcards) -> int:
         entry = self.entry(wildcards)
-        if entry.get("provider") == "llama_cpp_local":
+        if entry.get("provider") in IN_JOB_PROVIDERS:
             return int((entry.get("server") or {}).get("threads", 2))
         return 1
+
+    # resources of a labelling job: the teacher's `resources:` (operational), doubled on retry
+    def _resources(self, wildcards) -> dict:
+        return self.entry(wildcards).get("resources") or {}
+
+    def mem_mb(self, wildcards, attempt) -> int:
+        return int(self._resources(wildcards).get("mem_mb", 16000)) * attempt
+
+    def runtime(self, wildcards, attempt) -> int:
+        default = 480 if getattr(wildcards, "teacher_split", "train") == "train" else 240
+        return int(self._resources(wildcards).get("runtime", default)) * attempt
+
+    def gpu(self, wildcards) -> int:
+        return int(self._resources(wildcards).get("gpu", 0))
 
     @staticmethod
     def packaged_name(wildcards) -> str:
