@@ -105,7 +105,13 @@ def _summary(args) -> int:
         teacher=args.teacher, equal_size=args.equal_size, n_resamples=args.n_resamples,
         confidence=args.confidence, seed=args.seed), args.out_dir)
     print(f"summary of {meta['n_tasks']} task(s) -> {args.out_dir}")
+    _print_missing(meta)
     return 0
+
+
+def _print_missing(meta: dict) -> None:
+    for m in meta.get("missing") or []:
+        print(f"MISSING task {m['task']}: {m['missing']} — {m['reason']}")
 
 
 def _figures(args) -> int:
@@ -124,6 +130,10 @@ def _headline(args) -> int:
     if not head.exists():
         raise InputError("no headline table yet (run the workflow first)", path=str(head))
     print(head.read_text(encoding="utf-8").rstrip())
+    if (d / "meta.json").exists():
+        from .. import io
+
+        _print_missing(io.read_json(d / "meta.json"))
     comp = d / "paper_comparison.md"
     if comp.exists():
         print()

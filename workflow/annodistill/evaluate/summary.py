@@ -63,6 +63,34 @@ def _concat(paths: list[str], what: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def missing_runs(gate_paths: list[str]) -> list[dict]:
+    """What a stopped teacher gate left out: one entry per (task, teacher) whose gate.json says
+    the training set was not labelled (gate.on_fail: stop), with the reason. The workflow does not
+    schedule those LLM-label students, so every table lacks them; this says why."""
+    from ..teacher.spec import gate_stops
+
+    out = []
+    for path in sorted(gate_paths):
+        g = io.read_json(path)
+        if not gate_stops(g):
+            continue
+        task, teacher = agg._teacher_file(path)
+        f1 = g.get("f1")
+        f1_text = "none" if f1 is None else f"{f1:.3f}"
+        out.append({"task": g.get("task", task), "teacher": g.get("teacher", teacher),
+                    "missing": f"students on {teacher}'s labels, {teacher}'s training labels",
+                    "reason": f"teacher gate stopped the task: validation F1 {f1_text} < "
+                              f"min_f1 {g.get('min_f1')} (gate.on_fail: stop; {path})"})
+    return out
+
+
+def missing_note(missing: list[dict]) -> str:
+    if not missing:
+        return ""
+    return " MISSING: " + "; ".join(f"task {m['task']}: {m['missing']} — {m['reason']}"
+                                   for m in missing) + "."
+
+
 def _ci(v, lo, hi) -> str:
     if pd.isna(v):
         return "–"
@@ -101,6 +129,7 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
         sizes = avg.loc[avg["kind"].isin(["llm", "soft"]), "train_size"].dropna()
         equal = int(sizes.iloc[0]) if len(sizes) else None
 
+    missing = missing_runs(inp.gates)
     head = agg.headline(avg)
     gsum = agg.gap_summary(gaps, inp.n_resamples, inp.confidence, inp.seed)
     gtask = agg.gaps_by_task(gaps)
@@ -117,7 +146,8 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
                            note="Median across tasks (seeds averaged within a task) with the "
                                 "interquartile range. Binary tasks: the positive class; "
                                 "multi-class: macro averages. Precision is undefined (skipped) "
-                                "for a task where nothing was predicted positive.")
+                                "for a task where nothing was predicted positive."
+                                + missing_note(missing))
 
     if inp.reference:
         ref = agg.load_reference(inp.reference)
@@ -189,6 +219,7 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
         written.append(out_dir / f"{stem}.csv")
     meta = {"model": model, "teacher": teacher, "equal_size": equal,
             "tasks": sorted(avg["task"].unique()), "n_tasks": int(avg["task"].nunique()),
+            "missing": missing,
             "bootstrap_over_tasks": {"n_resamples": inp.n_resamples,
                                      "confidence": inp.confidence, "seed": inp.seed}}
     io.write_json(out_dir / "meta.json", meta)

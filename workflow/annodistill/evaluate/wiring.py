@@ -18,13 +18,18 @@ class EvaluationWiring:
     def __init__(self, config: dict, tasks: list[str], task_dir: str, basedir: str, *,
                  teacher_names: Callable[[], list[str]] | None = None,
                  student_prediction_files: Callable[[str], list[str]] | None = None,
-                 student_targets: Callable[[], list[str]] | None = None):
+                 student_targets: Callable[[], list[str]] | None = None,
+                 gate_allows: Callable[[str, str], bool] | None = None):
         self.config, self.tasks, self.task_dir = config, list(tasks), task_dir
         self.evaluation = config.get("evaluation") or {}
         self.split = config["split"]
         self._teacher_names = teacher_names
         self._student_files = student_prediction_files
         self._student_targets = student_targets
+        # whether a teacher's gate let its training labels be bought (teacher.smk; a checkpoint):
+        # where it stopped, the task is scored without that teacher's LLM-label students and the
+        # summary lists them as missing with the reason (from gate.json)
+        self._gate_allows = gate_allows
         ref = self.evaluation.get("reference", "resources/paper_reference.yaml")
         # relative to the working directory, else to the workflow's own folder
         if not os.path.isabs(ref) and not os.path.exists(ref):
@@ -48,18 +53,47 @@ class EvaluationWiring:
         return [p for p in self._student_targets()
                 if p.startswith(prefix) and p.endswith("predictions.parquet")]
 
+    def gate_allows(self, task: str, teacher: str) -> bool:
+        return True if self._gate_allows is None else bool(self._gate_allows(task, teacher))
+
     # --- rule metrics --------------------------------------------------------------------------
+    # One input function per item: the ones that depend on a teacher gate (a checkpoint) wait for
+    # it on their own, so the rule's other inputs stay known in a dry run.
     def task_inputs(self, wildcards) -> dict:
+        return {"test": self.test(wildcards), "train_pool": self.train_pool(wildcards),
+                "predictions": self.task_predictions(wildcards),
+                "teacher_test": self.teacher_test(wildcards),
+                "teacher_train": self.teacher_train(wildcards)}
+
+    @staticmethod
+    def test(wildcards) -> str:
+        return f"results/{wildcards.task}/splits/test.parquet"
+
+    @staticmethod
+    def train_pool(wildcards) -> str:
+        return f"results/{wildcards.task}/splits/train_pool.parquet"
+
+    def task_predictions(self, wildcards) -> list[str]:
+        return self.predictions(wildcards.task)
+
+    def teacher_test(self, wildcards) -> list[str]:
+        return [f"results/{wildcards.task}/teacher/{n}/labels_test.parquet"
+                for n in self.teachers()]
+
+    def teacher_train(self, wildcards) -> list[str]:
         t = wildcards.task
-        teachers = self.teachers()
-        return {
-            "codebook": f"{self.task_dir}/{t}.yaml",
-            "test": f"results/{t}/splits/test.parquet",
-            "train_pool": f"results/{t}/splits/train_pool.parquet",
-            "predictions": self.predictions(t),
-            "teacher_test": [f"results/{t}/teacher/{n}/labels_test.parquet" for n in teachers],
-            "teacher_train": [f"results/{t}/teacher/{n}/labels_train.parquet" for n in teachers],
-        }
+        return [f"results/{t}/teacher/{n}/labels_train.parquet" for n in self.teachers()
+                if self.gate_allows(t, n)]
+
+    def codebook(self, wildcards) -> str:
+        """The codebook's path (read by the job; not an input, so a prompt edit alone does not
+        rescore): `codebook_labels` is the part the metrics depend on."""
+        return f"{self.task_dir}/{wildcards.task}.yaml"
+
+    def codebook_labels(self, wildcards) -> str:
+        from ..config import task_part_json
+
+        return task_part_json(wildcards.task, self.task_dir, "labels")
 
     @property
     def equal_size(self) -> int:
@@ -79,10 +113,13 @@ class EvaluationWiring:
             "consistency": per_task("metrics_consistency.csv"),
             "sweep": per_task("metrics_sweep.csv"),
             "gates": [f"results/{t}/teacher/{n}/gate.json" for t in self.tasks for n in teachers],
-            "costs": [f"results/{t}/teacher/{n}/cost_{s}.json" for t in self.tasks
-                      for n in teachers for s in COST_SPLITS],
             "reference": self.reference,
-        }
+        }  # and `costs` (its own input function: it waits for the teacher gates)
+
+    def costs(self, wildcards) -> list[str]:
+        return [f"results/{t}/teacher/{n}/cost_{s}.json" for t in self.tasks
+                for n in self.teachers() for s in COST_SPLITS
+                if s != "train" or self.gate_allows(t, n)]
 
     def headline_args(self, wildcards) -> str:
         h = self.evaluation.get("headline") or {}
