@@ -163,8 +163,10 @@ def rule_calls() -> dict[str, tuple[str, str]]:
 
 
 def _module_file(name: str) -> Path | None:
-    rel = Path(*name.split(".")[1:])
-    for cand in (PKG / rel.with_suffix(".py"), PKG / rel / "__init__.py"):
+    parts = name.split(".")[1:]
+    cands = [PKG / "__init__.py"] if not parts else [PKG.joinpath(*parts[:-1], parts[-1] + ".py"),
+                                                     PKG.joinpath(*parts, "__init__.py")]
+    for cand in cands:
         if cand.exists():
             return cand
     return None
@@ -239,8 +241,10 @@ def missing_from_env(family: str, entry: str) -> list[str]:
     have = provided(pip_pins(load_env(family)))
     out = []
     for mod in sorted(imports_of(entry)):
-        names = {norm(d) for d in dists.get(mod, [])}
-        assert names, f"{entry} imports {mod}, which no installed distribution provides"
+        # the installed metadata's map; for a package not installed here, its own name or the
+        # known exceptions (MODULES)
+        names = {norm(d) for d in dists.get(mod, [])} or (
+            {d for d, m in MODULES.items() if m == mod} or {norm(mod)})
         if not names & have:
             out.append(f"{mod} ({'/'.join(sorted(names))})")
     return out
