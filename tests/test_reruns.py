@@ -152,12 +152,15 @@ def test_only_what_changes_results_reruns(tmp_path, env):
             assert KEY.encode() not in p.read_bytes(), p
 
 
-def test_stopped_gate_is_reported_not_fatal(tmp_path, env):
-    """beta's human labels are the opposite of what the teacher answers: its gate stops; alpha's
-    tables, figures and report are complete and beta's missing LLM runs are listed, with why."""
+def test_stopped_gate_and_failed_task_are_reported_not_fatal(tmp_path, env):
+    """beta's human labels are the opposite of what the teacher answers: its gate stops; gamma's
+    data is broken: its ingest fails. alpha's (and beta's) tables, figures and report are
+    complete, and beta's missing LLM runs and the excluded gamma are listed, with why."""
     with FakeOpenAI(api_key=KEY, noise=0.0) as srv:
-        make_study(tmp_path, tasks=("alpha", "beta"), n=220,
+        make_study(tmp_path, tasks=("alpha", "beta", "gamma"), n=220,
                    extra=study_cfg(srv.base_url, gate={"min_f1": 0.5, "on_fail": "stop"}))
+        raw = tmp_path / "raw/gamma.csv"
+        raw.write_text(raw.read_text().replace(",0\n", ",x\n", 1))
         for task in ("alpha", "beta"):  # every positive text carries the fake's keyword
             raw = tmp_path / f"raw/{task}.csv"
             df = pd.read_csv(raw, dtype=str)
@@ -169,6 +172,17 @@ def test_stopped_gate_is_reported_not_fatal(tmp_path, env):
         cb = yaml.safe_load(cb_path.read_text())
         cb["source"]["label"]["map"] = {"1": "no", "0": "yes"}
         write_codebook(tmp_path / "config" / "tasks", cb)
+        # a failed job stops only what depends on it (--keep-going); the tables need every task
+        proc = run_snakemake(tmp_path, "--cores", "2", "--keep-going", env=env, check=False)
+        assert proc.returncode != 0
+        assert (tmp_path / "results/alpha/metrics.csv").exists()
+        assert (tmp_path / "results/beta/metrics.csv").exists()
+        assert not (tmp_path / "results/summary/meta.json").exists()
+        # leaving the failed task out, with the reason: the rest is reported
+        cfg_path = tmp_path / "config/config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["evaluation"]["exclude_tasks"] = {"gamma": "raw data has a label outside the codebook"}
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         proc = run_snakemake(tmp_path, "--cores", "2", env=env)
         out = proc.stdout + proc.stderr
     gate = json.loads((tmp_path / "results/beta/teacher/fake/gate.json").read_text())
@@ -187,8 +201,11 @@ def test_stopped_gate_is_reported_not_fatal(tmp_path, env):
     metrics = pd.read_csv(tmp_path / "results/beta/metrics.csv")
     assert "human-40" in set(metrics["condition"]) and "llm-fake" not in set(metrics["condition"])
     meta = json.loads((tmp_path / "results/summary/meta.json").read_text())
-    assert [(m["task"], m["teacher"]) for m in meta["missing"]] == [("beta", "fake")]
-    assert "gate stopped" in meta["missing"][0]["reason"]
+    assert meta["tasks"] == ["alpha", "beta"]
+    assert [(m["task"], m["teacher"]) for m in meta["missing"]] == [("gamma", None),
+                                                                    ("beta", "fake")]
+    assert "label outside the codebook" in meta["missing"][0]["reason"]
+    assert "gate stopped" in meta["missing"][1]["reason"]
     assert "MISSING" in (tmp_path / "results/summary/headline.md").read_text()
     head = pd.read_csv(tmp_path / "results/summary/headline.csv")
     llm = head[head["condition"] == "llm-fake"]
@@ -205,5 +222,6 @@ def test_stopped_gate_is_reported_not_fatal(tmp_path, env):
                           env={**env, "PYTHONPATH": str(ROOT / "workflow")})
     assert proc.returncode == 0, proc.stderr
     assert "MISSING task beta" in proc.stdout and "gate stopped" in proc.stdout
+    assert "MISSING task gamma" in proc.stdout
     # nothing left to do: a stopped gate is a finished state, not a failure to retry
     assert nothing_to_do(run_snakemake(tmp_path, "-n", env=env))

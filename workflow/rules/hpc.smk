@@ -34,7 +34,7 @@ for _task in TASKS:
             f"task_{_task}"
         input:
             lambda wildcards, t=_task: [
-                p for p in all_targets() if p.startswith(f"results/{t}/")
+                p for p in all_targets(include_excluded=True) if p.startswith(f"results/{t}/")
             ],
         localrule: True
 

@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--model", default=None, help="headline student model (default: first)")
     s.add_argument("--teacher", default=None, help="headline teacher (default: first)")
     s.add_argument("--equal-size", type=int, default=None)
+    s.add_argument("--excluded", action="append", default=[], metavar="TASK=REASON",
+                   help="a task left out of the tables, listed as missing with the reason")
     _boot_args(s, 10000)
     s.add_argument("--out-dir", required=True)
     s.set_defaults(func=_summary)
@@ -103,7 +105,8 @@ def _summary(args) -> int:
         metrics=args.metrics, gaps=args.gaps, consistency=args.consistency, sweep=args.sweep,
         gates=args.gates, costs=args.costs, reference=args.reference, model=args.model,
         teacher=args.teacher, equal_size=args.equal_size, n_resamples=args.n_resamples,
-        confidence=args.confidence, seed=args.seed), args.out_dir)
+        confidence=args.confidence, seed=args.seed,
+        excluded=dict(e.split("=", 1) for e in args.excluded)), args.out_dir)
     print(f"summary of {meta['n_tasks']} task(s) -> {args.out_dir}")
     _print_missing(meta)
     return 0

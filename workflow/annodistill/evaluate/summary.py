@@ -48,6 +48,7 @@ class SummaryInputs:
     n_resamples: int = 10000
     confidence: float = 0.95
     seed: int = 20240625
+    excluded: dict[str, str] = field(default_factory=dict)  # task -> why it is not reported
 
 
 def _concat(paths: list[str], what: str) -> pd.DataFrame:
@@ -129,7 +130,9 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
         sizes = avg.loc[avg["kind"].isin(["llm", "soft"]), "train_size"].dropna()
         equal = int(sizes.iloc[0]) if len(sizes) else None
 
-    missing = missing_runs(inp.gates)
+    missing = [{"task": t, "teacher": None, "missing": "every result of the task",
+                "reason": f"excluded (evaluation.exclude_tasks): {why}"}
+               for t, why in sorted(inp.excluded.items())] + missing_runs(inp.gates)
     head = agg.headline(avg)
     gsum = agg.gap_summary(gaps, inp.n_resamples, inp.confidence, inp.seed)
     gtask = agg.gaps_by_task(gaps)

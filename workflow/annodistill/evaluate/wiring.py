@@ -9,6 +9,7 @@ the fallbacks are: prediction files from the student stage's target list, teache
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Callable
 
 COST_SPLITS = ("validation", "test", "train")
@@ -30,6 +31,16 @@ class EvaluationWiring:
         # where it stopped, the task is scored without that teacher's LLM-label students and the
         # summary lists them as missing with the reason (from gate.json)
         self._gate_allows = gate_allows
+        # tasks the user left out (evaluation.exclude_tasks: task -> reason): not in the tables,
+        # listed in them as missing with the reason
+        self.excluded = dict(self.evaluation.get("exclude_tasks") or {})
+        unknown = sorted(set(self.excluded) - set(self.tasks))
+        if unknown:
+            from ..errors import InputError
+
+            raise InputError(f"evaluation.exclude_tasks names {unknown}, which are not in "
+                             f"tasks {self.tasks}", field="evaluation.exclude_tasks")
+        self.reported = [t for t in self.tasks if t not in self.excluded]
         ref = self.evaluation.get("reference", "resources/paper_reference.yaml")
         # relative to the working directory, else to the workflow's own folder
         if not os.path.isabs(ref) and not os.path.exists(ref):
@@ -105,19 +116,20 @@ class EvaluationWiring:
         teachers = self.teachers()
 
         def per_task(name):
-            return [f"results/{t}/{name}" for t in self.tasks]
+            return [f"results/{t}/{name}" for t in self.reported]
 
         return {
             "metrics": per_task("metrics.csv"),
             "gaps": per_task("metrics_gaps.csv"),
             "consistency": per_task("metrics_consistency.csv"),
             "sweep": per_task("metrics_sweep.csv"),
-            "gates": [f"results/{t}/teacher/{n}/gate.json" for t in self.tasks for n in teachers],
+            "gates": [f"results/{t}/teacher/{n}/gate.json" for t in self.reported
+                      for n in teachers],
             "reference": self.reference,
         }  # and `costs` (its own input function: it waits for the teacher gates)
 
     def costs(self, wildcards) -> list[str]:
-        return [f"results/{t}/teacher/{n}/cost_{s}.json" for t in self.tasks
+        return [f"results/{t}/teacher/{n}/cost_{s}.json" for t in self.reported
                 for n in self.teachers() for s in COST_SPLITS
                 if s != "train" or self.gate_allows(t, n)]
 
@@ -129,6 +141,8 @@ class EvaluationWiring:
         if h.get("teacher"):
             args.append(f"--teacher {h['teacher']}")
         args.append(f"--equal-size {self.equal_size}")
+        for task, reason in sorted(self.excluded.items()):
+            args.append("--excluded " + shlex.quote(f"{task}={reason}"))
         return " ".join(args)
 
     # --- targets -------------------------------------------------------------------------------
@@ -136,4 +150,4 @@ class EvaluationWiring:
         return bool(self.teachers()) or any(self.predictions(t) for t in self.tasks)
 
     def task_targets(self) -> list[str]:
-        return [f"results/{t}/metrics.csv" for t in self.tasks] if self.has_work() else []
+        return [f"results/{t}/metrics.csv" for t in self.reported] if self.has_work() else []
