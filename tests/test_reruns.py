@@ -67,6 +67,13 @@ def scheduled(proc) -> set[str]:
     return out
 
 
+def unprotect(root, *tasks) -> None:
+    """What a user does to relabel on purpose: `chmod u+w results/<task>/teacher/*/labels_*`."""
+    for task in tasks:
+        for p in (root / "results" / task / "teacher").glob("*/labels_*.parquet"):
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
 def nothing_to_do(proc) -> bool:
     return "Nothing to be done" in proc.stdout + proc.stderr
 
@@ -106,12 +113,24 @@ def test_only_what_changes_results_reruns(tmp_path, env):
         assert proc.returncode != 0 and "FAKE_RERUN_KEY2" in proc.stdout + proc.stderr
         write_cfg(tmp_path, base)
 
-        # (b) one task's prompt: its labelling and what depends on its labels, nothing else
+        # (b) one task's prompt: its labelling and what depends on its labels, nothing else.
+        # The paid labels are write-protected (Snakemake's protected()): as they would be
+        # rewritten, the DAG build stops, naming them, until the protection is removed on purpose
+        # (`chmod u+w`). Root ignores write permissions, and so does Snakemake's check.
+        for split in ("validation", "test", "train"):
+            labels = tmp_path / f"results/alpha/teacher/fake/labels_{split}.parquet"
+            assert not labels.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
         cb_path = tmp_path / "config/tasks/alpha.yaml"
         original = cb_path.read_text()
         cb = yaml.safe_load(original)
         cb["prompt"] = {"instruction": "Does the text talk about public money? yes or no."}
         write_codebook(tmp_path / "config" / "tasks", cb)
+        if os.geteuid() != 0:
+            proc = run_snakemake(tmp_path, "-n", env=env, check=False)
+            assert proc.returncode != 0
+            assert "Write-protected output files" in proc.stdout + proc.stderr
+            assert "alpha/teacher/fake/labels_validation.parquet" in proc.stdout + proc.stderr
+            unprotect(tmp_path, "alpha")
         jobs = scheduled(run_snakemake(tmp_path, "-n", env=env))
         assert "teacher_label[task=alpha, teacher=fake, teacher_split=validation]" in jobs, jobs
         assert "teacher_label[task=alpha, teacher=fake, teacher_split=test]" in jobs, jobs
@@ -120,19 +139,7 @@ def test_only_what_changes_results_reruns(tmp_path, env):
                              r"\[task=alpha.*|train_student\[task=alpha, model=tfidf, "
                              r"condition=llm-fake\]|(summary|plot|figures|all)\[\]")
         assert all(allowed.fullmatch(j) for j in jobs), sorted(jobs)
-
-        # the paid labels are write-protected (Snakemake's protected()): a relabelling stops at
-        # them, naming the file, until the protection is removed on purpose (`chmod u+w`).
-        # Root ignores write permissions, and so does Snakemake's check when run as root.
-        for split in ("validation", "test", "train"):
-            labels = tmp_path / f"results/alpha/teacher/fake/labels_{split}.parquet"
-            assert not labels.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-        if os.geteuid() != 0:
-            proc = run_snakemake(tmp_path, "--cores", "2", env=env, check=False)
-            assert proc.returncode != 0
-            assert "labels_validation.parquet" in proc.stdout + proc.stderr
-            assert "protected" in (proc.stdout + proc.stderr).lower()
-            assert len(srv.requests) == bought  # nothing bought
+        assert len(srv.requests) == bought  # nothing bought by dry runs
         cb_path.write_text(original)
         assert nothing_to_do(run_snakemake(tmp_path, "-n", env=env))
 
@@ -140,6 +147,7 @@ def test_only_what_changes_results_reruns(tmp_path, env):
         seed = copy.deepcopy(base)
         seed["split"]["seed"] = 2
         write_cfg(tmp_path, seed)
+        unprotect(tmp_path, "alpha", "beta")
         jobs = scheduled(run_snakemake(tmp_path, "-n", env=env))
         for task in ("alpha", "beta"):
             assert f"split[task={task}]" in jobs
