@@ -88,6 +88,12 @@ def gate_allows(task, teacher):
     # False where the teacher's gate stopped the task (gate.on_fail: stop): its training-set
     # labels are not bought and the students on them not scheduled. Reads the gate's output, so
     # an input function calling this waits for the gate before it is resolved.
+    allowed = workflow.dag_settings.allowed_rules
+    if allowed and "teacher_gate" not in allowed:
+        # --allowed-rules without the gate: it cannot run now, so the gate on disk decides (and
+        # without one, the teacher's files are expected as they are)
+        gate = f"results/{task}/teacher/{teacher}/gate.json"
+        return not os.path.exists(gate) or TEACHER_WIRING.gate_allows_file(gate)
     gate = checkpoints.teacher_gate.get(task=task, teacher=teacher).output[0]
     return TEACHER_WIRING.gate_allows_file(gate)
 
