@@ -1,5 +1,6 @@
 # Shared wiring: config validation, task list, wildcard constraints, target lists.
 # Everything here is a plain function or constant; no logic of the study lives here.
+import json
 import os
 import shlex
 import sys
@@ -109,6 +110,24 @@ def student_prediction_files(task):
 
 def all_student_targets(wildcards):
     return STUDENT_WIRING.targets(gate_allows=gate_allows)
+
+
+def prefetch_study(wildcards):
+    # what names the models to fetch: the result-defining parts of the students and teachers
+    # (a throughput or resource change does not refetch; hpc.smk, prefetch_models)
+    from annodistill.students.spec import result_defining as student_part
+    from annodistill.teacher.spec import result_defining as teacher_part
+
+    students = (config.get("students") or {}).get("models") or {}
+    teachers = config.get("teachers") or {}
+    study = {
+        "students": {"models": {n: student_part(m or {}) for n, m in students.items()}},
+        "teachers": {
+            **{k: v for k, v in teachers.items() if k not in ("models", "cache_dir")},
+            "models": {n: teacher_part(e or {}) for n, e in (teachers.get("models") or {}).items()},
+        },
+    }
+    return json.dumps(study, sort_keys=True)
 
 
 # Each stage's .smk adds its own targets to this list (extend, never replace).

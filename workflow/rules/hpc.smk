@@ -19,7 +19,7 @@ rule prefetch_models:
     conda:
         "../../envs/students.yaml"
     params:
-        study=json.dumps(config, sort_keys=True),
+        study=prefetch_study,
     shell:
         "python -m annodistill.hub prefetch-models --config-json {params.study:q} "
         "--manifest {output} 2> {log}"
