@@ -5,10 +5,9 @@ One study (two tasks, the loopback teacher, the TF-IDF student) is run once; the
   devices, resources) is changed: `snakemake -n` schedules nothing;
 - one task's prompt is changed: only that task's labelling and what depends on its labels;
 - the split seed is changed: everything of each task from the split on;
-- the paid label files are write-protected: a relabelling needs `chmod u+w`, and re-creating
-  them from the cache buys nothing.
-A second study has a task whose teacher gate stops: the other task's tables, figures and
-report are complete and the stopped task is listed as missing, with the reason.
+- the paid label files are write-protected: a relabelling stops at them until `chmod u+w`.
+A second study has a task whose teacher gate stops and one whose ingest fails: the other tasks'
+tables, figures and report are complete and the missing runs are listed, with the reason.
 """
 from __future__ import annotations
 
@@ -17,11 +16,13 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import write_codebook
+from conftest import ROOT, write_codebook
 from fake_openai_server import FakeOpenAI
 from test_workflow import make_study, run_snakemake
 
@@ -220,11 +221,6 @@ def test_stopped_gate_and_failed_task_are_reported_not_fatal(tmp_path, env):
     assert len(llm) == 1 and int(llm["n_tasks"].iloc[0]) == 1
     assert "MISSING task beta" in out  # the summary job says it as it runs
     # the headline printed in the terminal says it too
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     proc = subprocess.run([sys.executable, "-m", "annodistill.cli", "evaluate", "headline"],
                           cwd=tmp_path, capture_output=True, text=True,
                           env={**env, "PYTHONPATH": str(ROOT / "workflow")})

@@ -170,7 +170,7 @@ def _gate(args) -> int:
 def _estimate(args) -> int:
     from ..errors import InputError
     from .estimate import estimate, format_estimate
-    from .spec import DEFAULT_CACHE, cache_dir, teacher_names
+    from .spec import cache_dir, teacher_names
 
     results = []
     if args.spec:

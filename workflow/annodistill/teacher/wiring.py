@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from .local import PACKAGED, packaged_model_path
 from ..config import task_part_json
+from .local import PACKAGED, packaged_model_path
 from .spec import DEFAULT_CACHE, DEFAULT_SEED, gate_stops, result_defining, teacher_names
 
 LABEL_FILES = ["gate.json", "labels_validation.parquet", "labels_test.parquet"]
