@@ -61,7 +61,8 @@ rule split:
         stratify="--stratify" if SPLIT.get("stratify") else "",
         out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
-        "python -m annodistill.cli data split --clean {input.clean} --codebook {params.codebook} --out-dir {params.out_dir} "
+        "python -m annodistill.cli data split --clean {input.clean} --codebook {params.codebook} "
+        "--out-dir {params.out_dir} "
         "--seed {params.seed} --test-size {params.test} --validation-size {params.validation} "
         "--train-sizes {params.sizes} --llm-train-size {params.llm} {params.stratify} 2> {log}"
 

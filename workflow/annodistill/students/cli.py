@@ -18,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--condition", required=True,
                    help="human-<n> | llm-<teacher> | llm-<teacher>-cons<t> | soft-<teacher>")
     spec = t.add_mutually_exclusive_group(required=True)
-    spec.add_argument("--spec", help="the result-defining part of the model's resolved spec as JSON "
-                                     "(what the rule passes; device, eval_batch_size and save_models "
-                                     "come from $ANNODISTILL_RUN_SETTINGS)")
+    spec.add_argument("--spec", help="the result-defining part of the model's resolved spec "
+                                     "as JSON (what the rule passes; device, eval_batch_size "
+                                     "and save_models come from $ANNODISTILL_RUN_SETTINGS)")
     spec.add_argument("--config", help="a study config file: the spec is built from its "
                                        "students section")
     t.add_argument("--codebook", required=True, help="config/tasks/<task>.yaml")
