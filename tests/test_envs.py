@@ -137,3 +137,141 @@ def test_constraint_violation_is_detected():
     found = mismatches("data", env_pins, constraints())
     assert found == ["envs/data.yaml pins leftpad, which constraints.txt does not",
                      f"envs/data.yaml pins pandas==0.0.1, constraints.txt says {constraints()['pandas']}"]
+
+
+# --- what each rule's code path imports, against the rule's env ----------------------------
+PKG = ROOT / "workflow" / "annodistill"
+RULE_RE = re.compile(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)*)", re.M)
+CALL_RE = re.compile(r"python -m (annodistill\.\w+)(?: (\w+))?")
+
+
+def rule_calls() -> dict[str, tuple[str, str]]:
+    """rule name -> (env family, entry module) for every rule that calls the package."""
+    out = {}
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for m in RULE_RE.finditer(smk.read_text()):
+            body = m.group(2)
+            call = CALL_RE.search(body)
+            if not call:
+                continue
+            env = re.search(r'conda:\s*\n\s*"\.\./\.\./envs/([a-z]+)\.yaml"', body)
+            assert env, f"{smk.name}: rule {m.group(1)} calls the package but has no conda env"
+            module, stage = call.groups()
+            entry = f"{module}" if module != "annodistill.cli" else f"annodistill.{stage}.cli"
+            out[m.group(1)] = (env.group(1), entry)
+    return out
+
+
+def _module_file(name: str) -> Path | None:
+    parts = name.split(".")[1:]
+    cands = [PKG / "__init__.py"] if not parts else [PKG.joinpath(*parts[:-1], parts[-1] + ".py"),
+                                                     PKG.joinpath(*parts, "__init__.py")]
+    for cand in cands:
+        if cand.exists():
+            return cand
+    return None
+
+
+def imports_of(entry: str) -> set[str]:
+    """Top-level third-party modules imported anywhere (module level or inside functions) by
+    `entry` and every annodistill module it imports, transitively (ast, nothing is run)."""
+    import ast
+
+    seen, todo, third = set(), [entry], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        if path is None:
+            continue
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1])
+                    mod = f"{base}.{node.module}" if node.module else base
+                else:
+                    mod = node.module
+                targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            for t in targets:
+                top = t.split(".")[0]
+                if top == "annodistill":
+                    if _module_file(t) is not None:
+                        todo.append(t)
+                elif top not in sys.stdlib_module_names and top != "__future__":
+                    third.add(top)
+    return third
+
+
+def provided(env_pins: dict[str, str]) -> set[str]:
+    """Distributions an env installs: its pins and, per the installed metadata, what they
+    require (transitively, extras left out)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    out, todo = set(), list(env_pins)
+    while todo:
+        dist = norm(todo.pop())
+        if dist in out:
+            continue
+        out.add(dist)
+        try:
+            reqs = metadata.requires(dist) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for r in reqs:
+            req = Requirement(r)
+            if req.marker is not None and "extra" in str(req.marker):
+                continue
+            if req.marker is None or req.marker.evaluate():
+                todo.append(req.name)
+    return out
+
+
+def missing_from_env(family: str, entry: str) -> list[str]:
+    from importlib import metadata
+
+    dists = metadata.packages_distributions()
+    have = provided(pip_pins(load_env(family)))
+    out = []
+    for mod in sorted(imports_of(entry)):
+        # the installed metadata's map; for a package not installed here, its own name or the
+        # known exceptions (MODULES)
+        names = {norm(d) for d in dists.get(mod, [])} or (
+            {d for d, m in MODULES.items() if m == mod} or {norm(mod)})
+        if not names & have:
+            out.append(f"{mod} ({'/'.join(sorted(names))})")
+    return out
+
+
+def test_rule_calls_are_found():
+    calls = rule_calls()
+    assert calls["split"] == ("data", "annodistill.data.cli")
+    assert calls["teacher_label"] == ("teacher", "annodistill.teacher.cli")
+    assert calls["train_student"] == ("students", "annodistill.students.cli")
+    assert calls["summary"] == ("evaluate", "annodistill.evaluate.cli")
+    assert calls["prefetch_models"] == ("students", "annodistill.hub")
+    assert "sklearn" in imports_of("annodistill.data.cli")  # the split's stratified draw
+
+
+@pytest.mark.parametrize("rule", sorted(rule_calls()))
+def test_rule_imports_within_env(rule):
+    """Every third-party module that a rule's code path can import is installed by its env."""
+    family, entry = rule_calls()[rule]
+    missing = missing_from_env(family, entry)
+    assert not missing, (f"rule {rule} runs {entry} in envs/{family}.yaml, which lacks "
+                         f"{', '.join(missing)}")
+
+
+def test_missing_import_is_detected():
+    """The check fails for an env without a package that the code path imports."""
+    env = load_env("data")
+    pins = {k: v for k, v in pip_pins(env).items() if k != "scikit-learn"}
+    assert "scikit-learn" not in provided(pins)
+    assert "sklearn" in imports_of("annodistill.data.cli")

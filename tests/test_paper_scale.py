@@ -56,7 +56,10 @@ def dry_run(workdir: Path, configfile: Path, *args: str) -> subprocess.Completed
     cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(ROOT / "Snakefile"),
            "-d", str(workdir), "--configfile", str(configfile), "-n", "--quiet", "rules"]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(workdir),
-           "HF_HUB_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1",
+           # the GPT-4 teacher's key variable must be set to build the DAG (envvars:); a dry run
+           # sends nothing, so any value does
+           "OPENAI_API_KEY": "sk-dry-run-only"}
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
 
 

@@ -10,7 +10,7 @@ must go through sbatch: the log names its Slurm job id, and `scontrol show job` 
 record; finished jobs stay for MinJobAge=300 s) shows it COMPLETED, with the rule in its comment.
 The transformer's training job requests the GPU (`gpu: 1` in its model resources -> sbatch
 `--gpus=1`), gets the stand-in GPU and trains on the CPU with a log line saying so; the TF-IDF
-job asks for none. Then one task's codebook is edited:
+job asks for none. Then one task's codebook (its source) is edited:
 a dry run schedules only that task's jobs, and the one-task target `task_<name>` reruns them
 through Slurm while the other task's files stay untouched.
 
@@ -231,10 +231,12 @@ def test_study_through_slurm_and_one_task_rerun(cluster, tmp_path):
     again = snakemake(project, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # edit alpha's codebook: only alpha's jobs (and the aggregates) are scheduled, nothing of beta
+    # edit the data-defining part of alpha's codebook (its source; a prompt edit would rerun
+    # only a teacher, and this study has none): only alpha's jobs (and the aggregates) are
+    # scheduled, nothing of beta
     cb_path = project / "config/tasks/alpha.yaml"
     cb = yaml.safe_load(cb_path.read_text())
-    cb["description"] = "Is the text about public finance (revised)?"
+    cb["source"]["html_unescape"] = not cb["source"].get("html_unescape", False)
     cb_path.write_text(yaml.safe_dump(cb, sort_keys=False))
     beta_files = {p: p.stat().st_mtime_ns for p in (project / "results/beta").rglob("*")
                   if p.is_file()}

@@ -40,17 +40,45 @@ def test_teacher_stage_end_to_end(tmp_path, env_with_venv):
         run_snakemake(tmp_path, "--cores", "1", "cost_estimate", env=env)
         est = json.loads((out / "estimate.json").read_text())
         assert est["total"]["to_request"] == 0 and est["total"]["cached"] == n_req
-        # a stricter gate that stops: the labels are re-derived from the cache, the gate fails and
-        # the training set is not labelled, with a clear message
+        # a stricter gate that stops: only the gate reruns (the labels stay, nothing is bought),
+        # it fails, and the training set is no longer a target: a finished state, not an error
         cfg = yaml.safe_load(cfg_path.read_text())
         cfg["teachers"] = _teacher_cfg(srv.base_url, {"min_f1": 1.0, "on_fail": "stop"})
         cfg_path.write_text(yaml.safe_dump(cfg))
-        proc = run_snakemake(tmp_path, "--cores", "1", "teacher", env=env, check=False)
-        assert proc.returncode != 0
+        train_mtime = (out / "labels_train.parquet").stat().st_mtime
+        proc = run_snakemake(tmp_path, "--cores", "1", "teacher", env=env)
         assert len(srv.requests) == n_req  # nothing bought twice
         assert not json.loads((out / "gate.json").read_text())["passed"]
-        log = (tmp_path / "logs/alpha/teacher/fake/label_train.log").read_text()
-        assert "failed the validation gate" in log and "not labelled" in log
+        log = (tmp_path / "logs/alpha/teacher/fake/gate.log").read_text()
+        assert "FAILED" in log and "will not be labelled" in log
+        assert (out / "labels_train.parquet").stat().st_mtime == train_mtime
+        # labelling the training set by hand against a stopped gate still refuses
+        from teacher_helpers import run_label, spec_dict
+
+        spec = spec_dict(srv.base_url, name="fake", gate={"min_f1": 1.0, "on_fail": "stop"})
+        proc = run_label(spec, tmp_path / "config/tasks/alpha.yaml",
+                         tmp_path / "results/alpha/splits", "train", tmp_path / "byhand",
+                         tmp_path / "cache/llm", extra=["--llm-train-size", "100",
+                                                         "--gate", str(out / "gate.json")],
+                         check=False, extra_env={"FAKE_WF_KEY": "sk-wf-secret-value"})
+        assert proc.returncode != 0
+        assert "failed the validation gate" in proc.stderr and "not labelled" in proc.stderr
     for p in tmp_path.rglob("*"):
         if p.is_file():
             assert b"sk-wf-secret-value" not in p.read_bytes(), p
+
+
+def test_missing_api_key_fails_at_dag_build(tmp_path, env_with_venv):
+    """The key's variable is declared to Snakemake (`envvars:`): without it, building the DAG
+    fails with its name, before any job (nothing is fetched, split or labelled)."""
+    env = {k: v for k, v in env_with_venv.items() if k != "FAKE_WF_KEY"}
+    make_study(tmp_path, tasks=("alpha",),
+               extra={"teachers": _teacher_cfg("http://127.0.0.1:9/v1",
+                                                {"min_f1": 0.1, "on_fail": "warn"})})
+    for args in (("-n",), ("--cores", "1")):
+        proc = run_snakemake(tmp_path, *args, env=env, check=False)
+        assert proc.returncode != 0
+        assert "FAKE_WF_KEY" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+    # the key set: the DAG builds
+    run_snakemake(tmp_path, "-n", env={**env, "FAKE_WF_KEY": "x"})

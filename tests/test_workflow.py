@@ -85,3 +85,27 @@ def test_default_study_plans_from_a_fresh_checkout(tmp_path, env_with_venv):
     proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", env=env_with_venv)
     out = proc.stdout + proc.stderr
     assert "fetch_vader" in out and "train_student" in out and "summary" in out
+
+
+def test_jobs_run_the_python_that_runs_snakemake(tmp_path, env_with_venv):
+    """`<venv>/bin/snakemake` without an activated venv: the jobs must not fall back to whatever
+    `python` is first on PATH (here: one without the study's packages)."""
+    import os
+
+    snakemake = Path(sys.executable).parent / "snakemake"
+    assert snakemake.exists(), snakemake
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    (decoy / "python").write_text("#!/bin/sh\necho 'the python on PATH was used' >&2\nexit 97\n")
+    (decoy / "python").chmod(0o755)
+    venv_bin = str(Path(sys.executable).parent)
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
+    env = {k: v for k, v in env_with_venv.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join([str(decoy), *path])
+    make_study(tmp_path / "study", tasks=("alpha",))
+    work = tmp_path / "study"
+    proc = subprocess.run([str(snakemake), "-s", str(ROOT / "Snakefile"), "-d", str(work),
+                           "--configfile", str(work / "config" / "config.yaml"), "--cores", "1",
+                           "data"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert (work / "results/alpha/splits/manifest.json").exists()

@@ -210,3 +210,46 @@ def _check_label_rule(spec: dict, names: list[str], where: str, field: str) -> N
         if t not in names:
             raise InputError(f"label mapping produces {t!r}, which is not one of the labels "
                              f"{names}", path=where, field=field)
+# --- which part of a codebook a stage's result depends on ------------------------------------
+# The rules pass these parts (canonical JSON) as params instead of the codebook file as input, so
+# editing a task's prompt relabels it without re-splitting it or retraining its human-label
+# students (docs/hpc.md, "What triggers a rerun"):
+#   data:    ingest and split read the source and the label set
+#   prompt:  the teacher reads everything but the source (prompt text, definitions, verbalizers,
+#            few-shot draw, the label set)
+#   labels:  students, the teacher's gate and the evaluation read only the label set
+CODEBOOK_PARTS = ("data", "prompt", "labels")
+
+
+def codebook_part(cb: Codebook, part: str) -> dict:
+    """The part of codebook `cb` that the results of a `part` stage depend on."""
+    labels = {"name": cb.name, "labels": cb.label_names, "positive": cb.positive}
+    if part == "labels":
+        return labels
+    if part == "data":
+        return {**labels, "source": cb.source}
+    if part == "prompt":
+        return {**labels, "description": cb.description,
+                "labels": [{"name": lab.name, "definition": lab.definition,
+                            "verbalizer": lab.verbalizer} for lab in cb.labels],
+                "prompt": cb.prompt, "few_shot": cb.few_shot}
+    raise ValueError(f"unknown codebook part {part!r} (expected one of {CODEBOOK_PARTS})")
+
+
+def codebook_part_json(cb: Codebook, part: str) -> str:
+    """`codebook_part` as canonical JSON (sorted keys): equal text iff equal content."""
+    import json
+
+    return json.dumps(codebook_part(cb, part), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+_PART_CACHE: dict[tuple[str, str, str], str] = {}
+
+
+def task_part_json(task: str, task_dir: str | Path, part: str) -> str:
+    """`codebook_part_json` of a task's codebook, read once per process (rule params)."""
+    key = (task, str(task_dir), part)
+    if key not in _PART_CACHE:
+        _PART_CACHE[key] = codebook_part_json(load_task(task, task_dir), part)
+    return _PART_CACHE[key]

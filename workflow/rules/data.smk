@@ -29,8 +29,12 @@ rule ingest:
         "logs/{task}/ingest.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        codebook=task_yaml,
+        # what the results depend on: the source and the label set, not the prompt
+        codebook_data=codebook_data,
     shell:
-        "python -m annodistill.cli data ingest --codebook {input.codebook} --raw {input.raw} "
+        "python -m annodistill.cli data ingest --codebook {params.codebook} --raw {input.raw} "
         "--out {output.clean} --summary {output.summary} 2> {log}"
 
 
@@ -53,7 +57,6 @@ rule coders:
 rule split:
     input:
         clean="results/{task}/data/clean.parquet",
-        codebook=task_yaml,
     output:
         test="results/{task}/splits/test.parquet",
         validation="results/{task}/splits/validation.parquet",
@@ -65,6 +68,8 @@ rule split:
     conda:
         "../../envs/data.yaml"
     params:
+        codebook=task_yaml,
+        codebook_data=codebook_data,
         seed=SPLIT["seed"],
         test=SPLIT["test_size"],
         validation=SPLIT["validation_size"],
@@ -73,7 +78,8 @@ rule split:
         stratify="--stratify" if SPLIT.get("stratify") else "",
         out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
-        "python -m annodistill.cli data split --clean {input.clean} --codebook {input.codebook} --out-dir {params.out_dir} "
+        "python -m annodistill.cli data split --clean {input.clean} --codebook {params.codebook} "
+        "--out-dir {params.out_dir} "
         "--seed {params.seed} --test-size {params.test} --validation-size {params.validation} "
         "--train-sizes {params.sizes} --llm-train-size {params.llm} {params.stratify} 2> {log}"
 

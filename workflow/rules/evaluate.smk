@@ -17,6 +17,7 @@ EVAL_WIRING = EvaluationWiring(
     teacher_names=globals().get("teacher_names"),
     student_prediction_files=globals().get("student_prediction_files"),
     student_targets=getattr(globals().get("STUDENT_WIRING"), "targets", None),
+    gate_allows=globals().get("gate_allows"),
 )
 
 
@@ -37,7 +38,13 @@ localrules:
 rule metrics:
     # one task: every student run and every teacher's few-shot labels, bootstrap CIs
     input:
-        unpack(EVAL_WIRING.task_inputs),
+        # one function per item: those that wait for a teacher gate (a checkpoint) do so alone
+        test=EVAL_WIRING.test,
+        train_pool=EVAL_WIRING.train_pool,
+        teacher_test=EVAL_WIRING.teacher_test,
+        predictions=EVAL_WIRING.task_predictions,
+        teacher_train=EVAL_WIRING.teacher_train,
+        coders=EVAL_WIRING.task_coders,
     output:
         metrics="results/{task}/metrics.csv",
         gaps="results/{task}/metrics_gaps.csv",
@@ -52,6 +59,8 @@ rule metrics:
     conda:
         "../../envs/evaluate.yaml"
     params:
+        codebook=EVAL_WIRING.codebook,
+        codebook_labels=EVAL_WIRING.codebook_labels,
         llm=SPLIT["llm_train_size"],
         equal=EVAL_WIRING.equal_size,
         bins=",".join(str(b) for b in EVALUATION["consistency_bins"]),
@@ -61,7 +70,7 @@ rule metrics:
         seed=EVALUATION["bootstrap"]["seed"],
     shell:
         "python -m annodistill.cli evaluate task --task {wildcards.task} "
-        "--codebook {input.codebook} --test {input.test} --train-pool {input.train_pool} "
+        "--codebook {params.codebook} --test {input.test} --train-pool {input.train_pool} "
         "--predictions {input.predictions} --teacher-test {input.teacher_test} "
         "--teacher-train {input.teacher_train} --coders {input.coders} --llm-train-size {params.llm} "
         "--equal-size {params.equal} --bins {params.bins} --thresholds {params.thresholds} "
@@ -76,6 +85,7 @@ rule summary:
     # tables across tasks: CSV (full precision), Markdown, LaTeX; HTML for the report
     input:
         unpack(EVAL_WIRING.summary_inputs),
+        costs=EVAL_WIRING.costs,
     output:
         multiext("results/summary/headline", ".csv", ".md", ".tex"),
         multiext("results/summary/paper_comparison", ".csv", ".md", ".tex"),

@@ -19,7 +19,7 @@ rule prefetch_models:
     conda:
         "../../envs/students.yaml"
     params:
-        study=json.dumps(config, sort_keys=True),
+        study=prefetch_study,
     shell:
         "python -m annodistill.hub prefetch-models --config-json {params.study:q} "
         "--manifest {output} 2> {log}"
@@ -34,7 +34,7 @@ for _task in TASKS:
             f"task_{_task}"
         input:
             lambda wildcards, t=_task: [
-                p for p in all_targets() if p.startswith(f"results/{t}/")
+                p for p in all_targets(include_excluded=True) if p.startswith(f"results/{t}/")
             ],
         localrule: True
 

@@ -5,6 +5,8 @@
 from annodistill.students.wiring import StudentWiring  # noqa: E402
 
 STUDENT_WIRING = StudentWiring(config, TASKS, TASK_DIR)
+# `rule all` lists the human-label runs; a run on a teacher's labels is reached through the
+# task's metrics once that teacher's gate (a checkpoint, teacher.smk) has let its labels be bought
 STAGE_TARGETS.append(STUDENT_WIRING.targets)
 
 
@@ -27,17 +29,21 @@ rule train_student:
         runtime=STUDENT_WIRING.runtime,
         gpu=STUDENT_WIRING.gpu,
     params:
+        # the result-defining part of the spec (device, eval_batch_size, save_models and the
+        # resources reach the job through the shell prefix, common.smk) and of the codebook
         spec=STUDENT_WIRING.spec_json,
+        codebook=STUDENT_WIRING.codebook,
+        codebook_labels=STUDENT_WIRING.codebook_labels,
         teacher=STUDENT_WIRING.teacher_arg,
         splits=lambda wildcards, input: os.path.dirname(input.train_pool),
     shell:
         "python -m annodistill.cli students train --task {wildcards.task} "
         "--model-name {wildcards.model} --condition {wildcards.condition} --spec {params.spec:q} "
-        "--codebook {input.codebook} --splits-dir {params.splits} {params.teacher} "
+        "--codebook {params.codebook} --splits-dir {params.splits} {params.teacher} "
         "--predictions {output.predictions} --run-json {output.run} --threads {threads} 2> {log}"
 
 
 rule students:
-    # named target: every configured (task, model, condition) student
+    # named target: every configured (task, model, condition) student whose labels can exist
     input:
-        STUDENT_WIRING.targets(),
+        all_student_targets,

@@ -4,9 +4,15 @@
 # study's teachers: teachers.active, default every entry of teachers.models.
 from annodistill.teacher.wiring import TeacherWiring  # noqa: E402
 
-TEACHER_WIRING = TeacherWiring(config, TASKS)
+TEACHER_WIRING = TeacherWiring(config, TASKS, TASK_DIR)
 teacher_names = TEACHER_WIRING.names
 STAGE_TARGETS.append(TEACHER_WIRING.targets)
+
+# The API keys' variables (names only): a missing one fails here, at DAG build, before any job.
+# Snakemake passes them to local jobs through the environment; the Slurm executor does not write
+# them into the job script (sbatch exports the submitting environment; docs/hpc.md).
+envvars:
+    *TEACHER_WIRING.api_key_envs(),
 
 
 wildcard_constraints:
@@ -35,10 +41,10 @@ rule teacher_label:
     input:
         splits="results/{task}/splits/{teacher_split}.parquet",
         validation="results/{task}/splits/validation.parquet",
-        codebook=task_yaml,
         model=TEACHER_WIRING.model_input,
     output:
-        labels="results/{task}/teacher/{teacher}/labels_{teacher_split}.parquet",
+        # paid answers: write-protected once written (to relabel, `chmod u+w` them; docs/hpc.md)
+        labels=protected("results/{task}/teacher/{teacher}/labels_{teacher_split}.parquet"),
         cost="results/{task}/teacher/{teacher}/cost_{teacher_split}.json",
     log:
         main="logs/{task}/teacher/{teacher}/label_{teacher_split}.log",
@@ -51,21 +57,24 @@ rule teacher_label:
         runtime=TEACHER_WIRING.runtime,
         gpu=TEACHER_WIRING.gpu,
     params:
+        # what defines the answers; the operational settings (concurrency, limits, max_usd, cache
+        # folder...) reach the job through the shell prefix (common.smk), never as params
         spec=TEACHER_WIRING.spec_json,
-        cache=TEACHER_WIRING.cache_dir,
+        codebook=TEACHER_WIRING.codebook,
+        codebook_prompt=TEACHER_WIRING.codebook_prompt,
         splits_dir=lambda wildcards, input: os.path.dirname(input.validation),
     shell:
-        "python -m annodistill.cli teacher label --spec {params.spec:q} --codebook {input.codebook} "
+        "python -m annodistill.cli teacher label --spec {params.spec:q} --codebook {params.codebook} "
         "--splits-dir {params.splits_dir} --split {wildcards.teacher_split} --out {output.labels} "
-        "--cost {output.cost} --cache-dir {params.cache} --server-log {log.server} 2> {log.main}"
+        "--cost {output.cost} --server-log {log.server} 2> {log.main}"
 
 
-rule teacher_gate:
-    # validation metrics; written before (and required by) the training-set labels
+checkpoint teacher_gate:
+    # validation metrics, always written (passed or not); a checkpoint: what depends on the
+    # training-set labels is scheduled only where the gate lets them be bought (gate_allows)
     input:
         labels="results/{task}/teacher/{teacher}/labels_validation.parquet",
         validation="results/{task}/splits/validation.parquet",
-        codebook=task_yaml,
     output:
         "results/{task}/teacher/{teacher}/gate.json",
     log:
@@ -73,21 +82,24 @@ rule teacher_gate:
     conda:
         "../../envs/teacher.yaml"
     params:
-        spec=TEACHER_WIRING.spec_json,
+        spec=TEACHER_WIRING.gate_spec_json,
+        codebook=TEACHER_WIRING.codebook,
+        codebook_labels=TEACHER_WIRING.codebook_labels,
     shell:
-        "python -m annodistill.cli teacher gate --spec {params.spec:q} --codebook {input.codebook} "
+        "python -m annodistill.cli teacher gate --spec {params.spec:q} --codebook {params.codebook} "
         "--labels {input.labels} --validation {input.validation} --out {output} 2> {log}"
 
 
 rule teacher_label_train:
     input:
-        gate="results/{task}/teacher/{teacher}/gate.json",
+        # ancient: a rewritten gate (e.g. a new min_f1) does not relabel; whether these labels
+        # are used is decided from the gate's content (gate_allows)
+        gate=ancient("results/{task}/teacher/{teacher}/gate.json"),
         pool="results/{task}/splits/train_pool.parquet",
         validation="results/{task}/splits/validation.parquet",
-        codebook=task_yaml,
         model=TEACHER_WIRING.model_input,
     output:
-        labels="results/{task}/teacher/{teacher}/labels_train.parquet",
+        labels=protected("results/{task}/teacher/{teacher}/labels_train.parquet"),
         cost="results/{task}/teacher/{teacher}/cost_train.json",
     log:
         main="logs/{task}/teacher/{teacher}/label_train.log",
@@ -101,13 +113,14 @@ rule teacher_label_train:
         gpu=TEACHER_WIRING.gpu,
     params:
         spec=TEACHER_WIRING.spec_json,
-        cache=TEACHER_WIRING.cache_dir,
+        codebook=TEACHER_WIRING.codebook,
+        codebook_prompt=TEACHER_WIRING.codebook_prompt,
         llm=SPLIT["llm_train_size"],
         splits_dir=lambda wildcards, input: os.path.dirname(input.validation),
     shell:
-        "python -m annodistill.cli teacher label --spec {params.spec:q} --codebook {input.codebook} "
+        "python -m annodistill.cli teacher label --spec {params.spec:q} --codebook {params.codebook} "
         "--splits-dir {params.splits_dir} --split train --llm-train-size {params.llm} "
-        "--gate {input.gate} --out {output.labels} --cost {output.cost} --cache-dir {params.cache} "
+        "--gate {input.gate} --out {output.labels} --cost {output.cost} "
         "--server-log {log.server} 2> {log.main}"
 
 
@@ -117,7 +130,6 @@ rule teacher_estimate:
         pool="results/{task}/splits/train_pool.parquet",
         validation="results/{task}/splits/validation.parquet",
         test="results/{task}/splits/test.parquet",
-        codebook=task_yaml,
         model=TEACHER_WIRING.model_input,
     output:
         "results/{task}/teacher/{teacher}/estimate.json",
@@ -127,12 +139,13 @@ rule teacher_estimate:
         "../../envs/teacher.yaml"
     params:
         spec=TEACHER_WIRING.spec_json,
-        cache=TEACHER_WIRING.cache_dir,
+        codebook=TEACHER_WIRING.codebook,
+        codebook_prompt=TEACHER_WIRING.codebook_prompt,
         llm=SPLIT["llm_train_size"],
         splits_dir=lambda wildcards, input: os.path.dirname(input.validation),
     shell:
-        "python -m annodistill.cli teacher estimate --spec {params.spec:q} --codebook {input.codebook} "
-        "--splits-dir {params.splits_dir} --llm-train-size {params.llm} --cache-dir {params.cache} "
+        "python -m annodistill.cli teacher estimate --spec {params.spec:q} --codebook {params.codebook} "
+        "--splits-dir {params.splits_dir} --llm-train-size {params.llm} "
         "--out {output} > {log} 2>&1 && cat {log}"
 
 
@@ -143,6 +156,6 @@ rule cost_estimate:
 
 
 rule teacher:
-    # named target: every teacher output
+    # named target: every teacher output (the training-set labels where the gate lets them)
     input:
-        TEACHER_WIRING.targets(),
+        all_teacher_targets,

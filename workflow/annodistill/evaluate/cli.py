@@ -64,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--model", default=None, help="headline student model (default: first)")
     s.add_argument("--teacher", default=None, help="headline teacher (default: first)")
     s.add_argument("--equal-size", type=int, default=None)
+    s.add_argument("--excluded", action="append", default=[], metavar="TASK=REASON",
+                   help="a task left out of the tables, listed as missing with the reason")
     _boot_args(s, 10000)
     s.add_argument("--out-dir", required=True)
     s.set_defaults(func=_summary)
@@ -124,9 +126,16 @@ def _summary(args) -> int:
         per_class=args.per_class, gaps_per_class=args.gaps_per_class, agreement=args.agreement,
         gates=args.gates, costs=args.costs, reference=args.reference, model=args.model,
         teacher=args.teacher, equal_size=args.equal_size, n_resamples=args.n_resamples,
-        confidence=args.confidence, seed=args.seed), args.out_dir)
+        confidence=args.confidence, seed=args.seed,
+        excluded=dict(e.split("=", 1) for e in args.excluded)), args.out_dir)
     print(f"summary of {meta['n_tasks']} task(s) -> {args.out_dir}")
+    _print_missing(meta)
     return 0
+
+
+def _print_missing(meta: dict) -> None:
+    for m in meta.get("missing") or []:
+        print(f"MISSING task {m['task']}: {m['missing']} — {m['reason']}")
 
 
 def _figures(args) -> int:
@@ -145,6 +154,10 @@ def _headline(args) -> int:
     if not head.exists():
         raise InputError("no headline table yet (run the workflow first)", path=str(head))
     print(head.read_text(encoding="utf-8").rstrip())
+    if (d / "meta.json").exists():
+        from .. import io
+
+        _print_missing(io.read_json(d / "meta.json"))
     comp = d / "paper_comparison.md"
     if comp.exists():
         print()

@@ -57,6 +57,7 @@ class SummaryInputs:
     n_resamples: int = 10000
     confidence: float = 0.95
     seed: int = 20240625
+    excluded: dict[str, str] = field(default_factory=dict)  # task -> why it is not reported
 
 
 def _concat(paths: list[str], what: str) -> pd.DataFrame:
@@ -70,6 +71,34 @@ def _concat(paths: list[str], what: str) -> pd.DataFrame:
             raise InputError(f"{what} is empty", path=str(p)) from exc
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def missing_runs(gate_paths: list[str]) -> list[dict]:
+    """What a stopped teacher gate left out: one entry per (task, teacher) whose gate.json says
+    the training set was not labelled (gate.on_fail: stop), with the reason. The workflow does not
+    schedule those LLM-label students, so every table lacks them; this says why."""
+    from ..teacher.spec import gate_stops
+
+    out = []
+    for path in sorted(gate_paths):
+        g = io.read_json(path)
+        if not gate_stops(g):
+            continue
+        task, teacher = agg._teacher_file(path)
+        f1 = g.get("f1")
+        f1_text = "none" if f1 is None else f"{f1:.3f}"
+        out.append({"task": g.get("task", task), "teacher": g.get("teacher", teacher),
+                    "missing": f"students on {teacher}'s labels, {teacher}'s training labels",
+                    "reason": f"teacher gate stopped the task: validation F1 {f1_text} < "
+                              f"min_f1 {g.get('min_f1')} (gate.on_fail: stop; {path})"})
+    return out
+
+
+def missing_note(missing: list[dict]) -> str:
+    if not missing:
+        return ""
+    return " MISSING: " + "; ".join(f"task {m['task']}: {m['missing']} — {m['reason']}"
+                                   for m in missing) + "."
 
 
 def _ci(v, lo, hi) -> str:
@@ -141,6 +170,9 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
         sizes = avg.loc[avg["kind"].isin(["llm", "soft"]), "train_size"].dropna()
         equal = int(sizes.iloc[0]) if len(sizes) else None
 
+    missing = [{"task": t, "teacher": None, "missing": "every result of the task",
+                "reason": f"excluded (evaluation.exclude_tasks): {why}"}
+               for t, why in sorted(inp.excluded.items())] + missing_runs(inp.gates)
     head = agg.headline(avg)
     gsum = agg.gap_summary(gaps, inp.n_resamples, inp.confidence, inp.seed, types)
     gtask = agg.gaps_by_task(gaps)
@@ -164,7 +196,8 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
                                 "rows. Binary tasks: F1, precision and recall of the positive "
                                 "class; multi-class: macro averages over the classes (macro-F1). "
                                 "Precision is undefined (skipped) for a task where nothing was "
-                                "predicted in a class. " + _degenerate_note(n_deg))
+                                "predicted in a class. " + _degenerate_note(n_deg)
+                                + missing_note(missing))
 
     asum = agg.agreement_summary(agree, types)
     adisp = pd.DataFrame({
@@ -296,6 +329,7 @@ def build_summary(inp: SummaryInputs, out_dir: str | Path) -> dict:
         written.append(out_dir / f"{stem}.csv")
     meta = {"model": model, "teacher": teacher, "equal_size": equal, "task_types": types,
             "tasks": sorted(avg["task"].unique()), "n_tasks": int(avg["task"].nunique()),
+            "missing": missing,
             "bootstrap_over_tasks": {"n_resamples": inp.n_resamples,
                                      "confidence": inp.confidence, "seed": inp.seed}}
     io.write_json(out_dir / "meta.json", meta)

@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--condition", required=True,
                    help="human-<n> | llm-<teacher> | llm-<teacher>-cons<t> | soft-<teacher>")
     spec = t.add_mutually_exclusive_group(required=True)
-    spec.add_argument("--spec", help="the model's resolved spec as JSON (what the rule passes)")
+    spec.add_argument("--spec", help="the result-defining part of the model's resolved spec "
+                                     "as JSON (what the rule passes; device, eval_batch_size "
+                                     "and save_models come from $ANNODISTILL_RUN_SETTINGS)")
     spec.add_argument("--config", help="a study config file: the spec is built from its "
                                        "students section")
     t.add_argument("--codebook", required=True, help="config/tasks/<task>.yaml")
@@ -42,6 +44,11 @@ def _train(args) -> int:
             spec = json.loads(args.spec)
         except json.JSONDecodeError as exc:
             raise InputError(f"--spec is not JSON: {exc}")
+        # what only runs the job (device, eval_batch_size, save_models) is not in the rule's
+        # --spec (it must not rerun the job): it comes from the run's settings
+        from .. import runsettings
+
+        spec = {**runsettings.model("students", args.model_name), **spec}
     else:
         spec = model_spec(load_study(args.config)["students"], args.model_name)
     cb = _codebook(args.codebook)

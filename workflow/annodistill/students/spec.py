@@ -59,3 +59,27 @@ def model_conditions(students: dict, name: str, train_sizes: list[int],
     own = (students.get("models") or {}).get(name, {}).get("conditions")
     base.update(own or {})  # a model's keys override the study's, key by key
     return condition_names(base, train_sizes, teachers)
+
+
+# --- what defines a student's results and what only runs it ----------------------------------
+# One list, used by the rule wiring (students/wiring.py: the spec param) and the training job
+# (cli.py): only the result-defining part of a model's spec (kind, path, grid, seeds, selection,
+# lengths, optimiser settings, ...) reaches the rule's params. Where it runs (device, resources),
+# how fast it scores (eval_batch_size) and whether weights are kept (save_models) are read by the
+# job at run time (annodistill.runsettings) and never rerun it. Unlisted keys are result-defining.
+OPERATIONAL = frozenset({"resources", "device", "eval_batch_size", "save_models"})
+
+
+def result_defining(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k not in OPERATIONAL}
+
+
+def operational(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k in OPERATIONAL and k != "resources"}
+
+
+def run_settings(config: dict) -> dict:
+    """The student stage's operational settings of a study (annodistill.runsettings)."""
+    students = config.get("students") or {}
+    return {"models": {name: operational(model_spec(students, name))
+                       for name in (students.get("models") or {})}}

@@ -73,9 +73,16 @@ def _load_spec(args, name: str | None = None):
 
     if args.spec:
         try:
-            return spec_from_json(args.spec)
+            d = json.loads(args.spec)
         except json.JSONDecodeError as exc:
             raise InputError(f"--spec is not valid JSON: {exc}") from None
+        # the rules pass only what defines the answers; what only runs the job (concurrency,
+        # limits, max_usd, price, api_key_env, server threads) comes from the run's settings
+        from .. import runsettings
+        from .spec import with_operational
+
+        d = with_operational(d, runsettings.model("teachers", d.get("name", "")))
+        return spec_from_json(json.dumps(d))
     if not args.config or not (args.teacher or name):
         raise InputError("give --spec, or --config and --teacher")
     cfg = load_study(args.config)
@@ -105,21 +112,29 @@ def _teacher_errors(fn):
 @_teacher_errors
 def _label(args) -> int:
     from .run import label_split
-    from .spec import DEFAULT_CACHE, cache_dir
 
     spec = _load_spec(args)
-    cdir = args.cache_dir
-    if cdir is None:
-        cdir = DEFAULT_CACHE
-        if args.config:
-            from ..config import load_study
-
-            cdir = cache_dir(load_study(args.config))
+    cdir = _cache_dir(args)
     label_split(spec=spec, cb=_codebook(args.codebook), splits_dir=args.splits_dir,
                 split=args.split, out=args.out, cost_out=args.cost, cache_dir=cdir,
                 llm_train_size=args.llm_train_size, gate=args.gate, server_log=args.server_log,
                 progress=not args.no_progress)
     return 0
+
+
+def _cache_dir(args) -> str:
+    """--cache-dir, else the config's teachers.cache_dir, else the run's settings, else default."""
+    from .. import runsettings
+    from .spec import DEFAULT_CACHE, cache_dir
+
+    cdir = args.cache_dir
+    if cdir is None:
+        cdir = runsettings.section("teachers").get("cache_dir", DEFAULT_CACHE)
+        if args.config:
+            from ..config import load_study
+
+            cdir = cache_dir(load_study(args.config))
+    return cdir
 
 
 @_teacher_errors
@@ -159,14 +174,14 @@ def _gate(args) -> int:
 def _estimate(args) -> int:
     from ..errors import InputError
     from .estimate import estimate, format_estimate
-    from .spec import DEFAULT_CACHE, cache_dir, teacher_names
+    from .spec import cache_dir, teacher_names
 
     results = []
     if args.spec:
         if not (args.codebook and args.splits_dir and args.llm_train_size):
             raise InputError("with --spec, give --codebook, --splits-dir and --llm-train-size")
         results.append(estimate(_load_spec(args), _codebook(args.codebook), args.splits_dir,
-                                args.llm_train_size, args.cache_dir or DEFAULT_CACHE))
+                                args.llm_train_size, _cache_dir(args)))
     else:
         if not args.config:
             raise InputError("give --config (or --spec with --codebook and --splits-dir)")

@@ -171,3 +171,59 @@ teacher_names = contract_teacher_names
 
 def cache_dir(config: dict) -> str:
     return (config.get("teachers") or {}).get("cache_dir", DEFAULT_CACHE)
+
+
+# --- what defines a teacher's answers and what only runs it ----------------------------------
+# One list, used by the rule wiring (teacher/wiring.py) and the labelling job (cli.py): only the
+# result-defining part of a teacher's entry reaches rule params, so Snakemake reruns a labelling
+# job when its answers could change (model, endpoint, model file, mode, sampling, prompt options,
+# few-shot count, seed, server arguments) and never for a throughput, limit, money or machine
+# setting. The job reads the operational part at run time (annodistill.runsettings). What an
+# answer cost is recorded when it is bought, so a new `price` changes only future spending.
+# A key not listed here counts as result-defining (a new setting reruns until classified).
+OPERATIONAL = frozenset({"concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s",
+                         "max_retries", "max_usd", "price", "batch", "api_key_env"})
+OPERATIONAL_SERVER = frozenset({"threads", "n_ctx", "startup_timeout_s"})
+# the gate decides whether the training set is labelled: a param of the gate rule only
+GATE_KEYS = frozenset({"gate"})
+
+
+def result_defining(entry: dict, *, gate: bool = False) -> dict:
+    """The part of a teacher's config entry that defines its answers (with `gate`: and its gate)."""
+    out = {k: v for k, v in entry.items()
+           if k not in OPERATIONAL and (gate or k not in GATE_KEYS) and k != "server"}
+    server = {k: v for k, v in (entry.get("server") or {}).items() if k not in OPERATIONAL_SERVER}
+    if server:
+        out["server"] = server
+    return out
+
+
+def operational(entry: dict) -> dict:
+    """The part of a teacher's config entry that only runs it (the rest of `result_defining`)."""
+    out = {k: v for k, v in entry.items() if k in OPERATIONAL}
+    server = {k: v for k, v in (entry.get("server") or {}).items() if k in OPERATIONAL_SERVER}
+    if server:
+        out["server"] = server
+    return out
+
+
+def with_operational(result: dict, ops: dict) -> dict:
+    """A full entry from its result-defining part and the operational settings of the run (a
+    key given in `result`, e.g. a hand-written --spec, wins)."""
+    out = {**{k: v for k, v in ops.items() if k != "server"}, **result}
+    if "server" in result or "server" in ops:
+        out["server"] = {**(ops.get("server") or {}), **(result.get("server") or {})}
+    return out
+
+
+def run_settings(config: dict) -> dict:
+    """The teacher stage's operational settings of a study (annodistill.runsettings)."""
+    section = config.get("teachers") or {}
+    return {"cache_dir": section.get("cache_dir", DEFAULT_CACHE),
+            "models": {name: operational(entry or {})
+                       for name, entry in (section.get("models") or {}).items()}}
+
+
+def gate_stops(gate: dict) -> bool:
+    """True when a gate.json says the training set must not be labelled (failed, on_fail stop)."""
+    return not gate.get("passed", False) and gate.get("on_fail") == "stop"
