@@ -100,7 +100,8 @@ def test_only_what_changes_results_reruns(tmp_path, env):
         t.update(concurrency=1, requests_per_minute=600, tokens_per_minute=100000, timeout_s=30,
                  max_retries=2, max_usd=50, api_key_env="FAKE_RERUN_KEY2",
                  price={"input_per_mtok": 5, "output_per_mtok": 15},
-                 batch={"enabled": False, "poll_s": 5, "max_wait_s": 60})
+                 batch={"enabled": False, "poll_s": 5, "max_wait_s": 60},
+                 resources={"gpu": 0, "mem_mb": 1234, "runtime": 7})
         ops["teachers"]["cache_dir"] = "cache/llm-moved"
         ops["students"].update(device="cpu", eval_batch_size=7, save_models=False)
         ops["students"]["models"]["tfidf"]["resources"] = {"threads": 2, "mem_mb": 900,

@@ -182,8 +182,9 @@ def cache_dir(config: dict) -> str:
 # answer cost is recorded when it is bought, so a new `price` changes only future spending.
 # A key not listed here counts as result-defining (a new setting reruns until classified).
 OPERATIONAL = frozenset({"concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s",
-                         "max_retries", "max_usd", "price", "batch", "api_key_env"})
-OPERATIONAL_SERVER = frozenset({"threads", "n_ctx", "startup_timeout_s"})
+                         "max_retries", "max_usd", "price", "batch", "api_key_env", "resources"})
+# `server.command` (which server and model answer) defines the answers; these only run it
+OPERATIONAL_SERVER = frozenset({"threads", "n_ctx", "startup_timeout_s", "stop_timeout_s"})
 # the gate decides whether the training set is labelled: a param of the gate rule only
 GATE_KEYS = frozenset({"gate"})
 
