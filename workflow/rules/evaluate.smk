@@ -287,7 +287,9 @@ rule prevalence:
     # prevalence per task and class: human labels alone, LLM labels at face value, PPI++;
     # coverage of each interval over resamples of a world with a known truth
     input:
-        unpack(EVAL_WIRING.paired_inputs),
+        codebooks=EVAL_WIRING.paired_codebooks,
+        splits=EVAL_WIRING.paired_splits,
+        teacher_labels=EVAL_WIRING.paired_teacher_labels,
     output:
         multiext("results/summary/prevalence", ".csv", ".md", ".tex"),
         multiext("results/summary/prevalence_coverage", ".csv", ".md", ".tex"),
@@ -333,7 +335,9 @@ rule prevalence:
 rule budget:
     # CI width of the prevalence against the number of human labels, with and without LLM labels
     input:
-        unpack(EVAL_WIRING.paired_inputs),
+        codebooks=EVAL_WIRING.paired_codebooks,
+        splits=EVAL_WIRING.paired_splits,
+        teacher_labels=EVAL_WIRING.paired_teacher_labels,
         metrics_all="results/summary/metrics_all.csv",
         meta="results/summary/meta.json",
     output:
@@ -376,7 +380,10 @@ rule budget:
 rule cost_f1:
     # cost per F1 point per condition (config rates + recorded spend) and where LLM labels pay off
     input:
-        unpack(EVAL_WIRING.cost_inputs),
+        metrics=EVAL_WIRING.summary_metrics,
+        runs=EVAL_WIRING.student_runs,
+        teacher_costs=EVAL_WIRING.costs,
+        meta="results/summary/meta.json",
     output:
         multiext("results/summary/cost_f1", ".csv", ".md", ".tex"),
         multiext("results/summary/cost_payoff", ".csv", ".md", ".tex"),

@@ -183,15 +183,26 @@ class EvaluationWiring:
                                if s != "train" or self.gate_allows(t, n)],
         }
 
+    # one input function per item (as for `metrics`): the one that waits for the teacher gates
+    # (a checkpoint) does so alone, so the rule's named inputs stay known in a dry run
+    def paired_codebooks(self, wildcards) -> list[str]:
+        return self.paired_inputs(wildcards, splits=())["codebooks"]
+
+    def paired_splits(self, wildcards) -> list[str]:
+        return self.paired_inputs(wildcards)["splits"]
+
+    def paired_teacher_labels(self, wildcards) -> list[str]:
+        return self.paired_inputs(wildcards)["teacher_labels"]
+
     def disagreement_inputs(self, wildcards) -> dict:
         return self.paired_inputs(wildcards, splits=("validation", "test"))
 
-    def cost_inputs(self, wildcards) -> dict:
-        summary = self.summary_inputs(wildcards)
-        runs = [os.path.join(os.path.dirname(p), "run.json") for t in self.reported
+    def summary_metrics(self, wildcards) -> list[str]:
+        return [f"results/{t}/metrics.csv" for t in self.reported]
+
+    def student_runs(self, wildcards) -> list[str]:
+        return [os.path.join(os.path.dirname(p), "run.json") for t in self.reported
                 for p in self.predictions(t)]
-        return {"metrics": summary["metrics"], "runs": runs,
-                "teacher_costs": self.costs(wildcards), "meta": "results/summary/meta.json"}
 
     def costs_args(self, wildcards) -> str:
         c = self.evaluation["costs"]  # defaults filled from evaluation.schema.yaml
