@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-# the escape behind Styler.format(escape="latex"), for the caption (which Styler leaves as is)
-from pandas.io.formats.style_render import _escape_latex
 
 from .. import io
 
@@ -74,7 +72,9 @@ def _tex_text(s: str) -> str:
 
 def tex_escape(s: str) -> str:
     """Text made safe for LaTeX: pandas' escape for `\\ & % $ # _ { } ~ ^` (the one Styler's
-    `escape="latex"` uses), then `_tex_text`."""
+    `escape="latex"` uses; Styler leaves the caption to us), then `_tex_text`."""
+    from pandas.io.formats.style_render import _escape_latex  # needs jinja2, as Styler does
+
     return _tex_text(_escape_latex(str(s)))
 
 
