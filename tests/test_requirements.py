@@ -132,7 +132,7 @@ def test_every_declared_dependency_is_used():
 
 # --- the Makefile on a fresh machine --------------------------------------------------------------
 
-pytestmark_make = pytest.mark.skipif(MAKE is None, reason="needs GNU make")
+needs_make = pytest.mark.skipif(MAKE is None, reason="needs GNU make")
 
 
 def copy_project(dst: Path) -> Path:
@@ -166,7 +166,7 @@ def run_make(cwd: Path, *args: str, path: str | None = None) -> subprocess.Compl
                           capture_output=True, text=True, timeout=60)
 
 
-@pytestmark_make
+@needs_make
 @pytest.mark.parametrize("goal", ["demo", "test", "test-min"])
 def test_make_refuses_an_old_python_in_one_line_before_creating_anything(tmp_path, goal):
     proj = copy_project(tmp_path / "proj")
@@ -185,7 +185,7 @@ def test_make_refuses_an_old_python_in_one_line_before_creating_anything(tmp_pat
         "the interpreter was asked for more than its version"
 
 
-@pytestmark_make
+@needs_make
 def test_make_names_a_missing_python(tmp_path):
     proj = copy_project(tmp_path)
     proc = run_make(proj, "demo", "PYTHON=python-that-does-not-exist")
@@ -195,7 +195,7 @@ def test_make_names_a_missing_python(tmp_path):
     assert not (proj / ".venv").exists()
 
 
-@pytestmark_make
+@needs_make
 def test_make_accepts_a_supported_python(tmp_path):
     proj = copy_project(tmp_path)
     log = tmp_path / "calls.log"
@@ -229,7 +229,7 @@ needs_no_real_gpu = pytest.mark.skipif(shutil.which("nvidia-smi", path=base_path
                                        reason="this machine has nvidia-smi on its system PATH")
 
 
-@pytestmark_make
+@needs_make
 @needs_no_real_gpu
 @pytest.mark.parametrize("reachable", [True, False])
 def test_without_a_gpu_torch_comes_from_the_cpu_index_then_pypi(tmp_path, reachable):
@@ -247,7 +247,7 @@ def test_without_a_gpu_torch_comes_from_the_cpu_index_then_pypi(tmp_path, reacha
     assert (proj / ".venv" / ".installed").exists()
 
 
-@pytestmark_make
+@needs_make
 def test_with_a_gpu_torch_is_the_default_cuda_build(tmp_path):
     proj = copy_project(tmp_path / "proj")
     log = tmp_path / "pip.log"
@@ -261,7 +261,7 @@ def test_with_a_gpu_torch_is_the_default_cuda_build(tmp_path):
     assert torch_calls(log) == ["pip install --quiet torch==2.13.0"]
 
 
-@pytestmark_make
+@needs_make
 def test_torch_spec_is_installed_as_given(tmp_path):
     proj = copy_project(tmp_path / "proj")
     log = tmp_path / "pip.log"
