@@ -3,7 +3,7 @@
 # the study is config/config.yaml (or --configfile config/paper.yaml); the machine is a profile.
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.16.3")
 
 
 configfile: "config/config.yaml"

