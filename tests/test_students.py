@@ -68,7 +68,6 @@ def test_teacher_names_one_grammar():
 
 def test_training_tables(tmp_path):
     split = make_splits(tmp_path / "splits")
-    cb = codebook(tmp_path)
     lab = stand_in_teacher(split, tmp_path / "labels_train.parquet", 120, null=0.1, seed=3)
     raw = pd.read_parquet(lab)
     kw = dict(train_pool=split / "train_pool.parquet", positive="yes", label_names=["yes", "no"])

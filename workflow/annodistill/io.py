@@ -79,6 +79,40 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON object from a stage's output; a missing, invalid or non-object file is an
+    InputError naming the file."""
+    from .errors import InputError
+
+    try:
+        data = read_json(path)
+    except FileNotFoundError as exc:
+        raise InputError("file not found", path=str(path)) from exc
+    except ValueError as exc:
+        raise InputError(f"not valid JSON: {exc}", path=str(path)) from exc
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", path=str(path))
+    return data
+
+
+def read_parquet_columns(path: str | os.PathLike, columns: list[str], what: str) -> pd.DataFrame:
+    """A parquet file of a stage boundary that must hold `columns`; a missing, unreadable or
+    incomplete file is an InputError naming the file (and the first missing column)."""
+    from .errors import InputError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} not found", path=str(path))
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is an input error
+        raise InputError(f"cannot read {what}: {exc}", path=str(path)) from exc
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{what} lacks column(s) {missing}", path=str(path), field=missing[0])
+    return df
+
+
 def write_parquet(dest: str | os.PathLike, df: pd.DataFrame) -> None:
     with atomic_path(dest) as tmp:
         df.to_parquet(tmp, index=False, engine="pyarrow")

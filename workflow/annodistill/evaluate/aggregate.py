@@ -329,17 +329,9 @@ def _teacher_file(path: str | Path) -> tuple[str, str]:
 
 
 def _load_json(path: str | Path) -> dict:
-    from .. import io
+    from ..io import read_json_object
 
-    try:
-        data = io.read_json(path)
-    except FileNotFoundError as exc:
-        raise InputError("file not found", path=str(path)) from exc
-    except ValueError as exc:
-        raise InputError(f"not valid JSON: {exc}", path=str(path)) from exc
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path=str(path))
-    return data
+    return read_json_object(path)
 
 
 GATE_FIELDS = ("headline_metric", "accuracy", "f1", "precision", "recall", "macro_f1", "kappa",

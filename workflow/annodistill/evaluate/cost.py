@@ -61,16 +61,7 @@ def _field(data: dict, key: str, path, kinds=(int, float)):
     return data[key]
 
 
-def _json(path) -> dict:
-    try:
-        data = io.read_json(path)
-    except FileNotFoundError as exc:
-        raise InputError("file not found", path=str(path)) from exc
-    except ValueError as exc:
-        raise InputError(f"not valid JSON: {exc}", path=str(path)) from exc
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path=str(path))
-    return data
+_json = io.read_json_object
 
 
 def teacher_costs(paths: list[str], rates: Rates) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io import read_parquet_columns
 
 SPLITS = ("validation", "test", "train")
 # the human labels of a teacher split live in this split file of the data stage
@@ -45,16 +46,7 @@ class PairedLabels:
 
 
 def _read(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} not found", path=str(path))
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - a corrupt file is an input error
-        raise InputError(f"cannot read {what}: {exc}", path=str(path)) from exc
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"{what} lacks column(s) {missing}", path=str(path), field=missing[0])
+    df = read_parquet_columns(path, columns, what)
     return df.assign(id=df["id"].astype(str))
 
 

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..contracts import FEWSHOT, METRIC_KEY_COLUMNS, LLM_KINDS, degenerate_reason, human_condition, keeps_consistency
+from ..contracts import (FEWSHOT, LLM_KINDS, METRIC_KEY_COLUMNS, degenerate_reason,
+                         human_condition, keeps_consistency)
 from ..contracts import parse_condition as parse
 from ..errors import InputError
+from ..io import read_parquet_columns
 from .metrics import METRICS, Bootstrap, Scheme, paired_gap, score, sklearn_scores
 
 log = logging.getLogger(__name__)
@@ -36,18 +38,7 @@ def parse_condition(name: str) -> dict:
     return parse(name, allow_fewshot=True).as_row()
 
 
-def _read(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} not found", path=str(path))
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - a corrupt file is an input error
-        raise InputError(f"cannot read {what}: {exc}", path=str(path)) from exc
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"{what} lacks column(s) {missing}", path=str(path), field=missing[0])
-    return df
+_read = read_parquet_columns
 
 
 def _aligned(df: pd.DataFrame, test_ids: pd.Index, path: str, what: str) -> pd.DataFrame:

@@ -117,14 +117,6 @@ class EvaluationWiring:
 
         return task_part_json(wildcards.task, self.task_dir, "labels")
 
-    def coders(self, task: str) -> list[str]:
-        """[results/{task}/data/coders.parquet] when the codebook has `source.coders`, else []."""
-        from ..config import load_task
-
-        if load_task(task, self.task_dir).coders is None:
-            return []
-        return [f"results/{task}/data/coders.parquet"]
-
     @property
     def equal_size(self) -> int:
         h = self.evaluation.get("headline") or {}

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from ..contracts import POOL_COLUMNS, Condition, keeps_consistency
-from ..contracts import condition_names, parse_condition  # noqa: F401 - re-exported
 from ..errors import InputError
 
 
