@@ -13,6 +13,9 @@ import yaml
 from fake_openai_server import FakeOpenAI
 from test_workflow import run_snakemake
 
+# the real workflow end to end: in `make test`; left out of the minimum-versions check
+pytestmark = pytest.mark.slow
+
 WORDS3 = {"against": "ban", "neutral": "report", "favour": "support"}
 WORDS5 = {"against": "ban", "doubt": "question", "neutral": "report", "hope": "welcome",
           "favour": "support"}

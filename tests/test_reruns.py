@@ -26,6 +26,9 @@ from conftest import ROOT, write_codebook
 from fake_openai_server import FakeOpenAI
 from test_workflow import make_study, run_snakemake
 
+# the real workflow end to end: in `make test`; left out of the minimum-versions check
+pytestmark = pytest.mark.slow
+
 KEY_ENV = "FAKE_RERUN_KEY"
 KEY = "sk-rerun-secret"
 JOB_RE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n)*)", re.M)
