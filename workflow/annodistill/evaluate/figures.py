@@ -363,8 +363,9 @@ def per_class_precision_recall(s: Path, meta: dict) -> plt.Figure:
     handles = [Line2D([], [], marker=MARKERS[j % len(MARKERS)], ls="none",
                       color=OKABE_ITO[j % len(OKABE_ITO)], label=c) for j, c in
                enumerate(classes[:12])]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(len(handles), 6), frameon=False, title="class (one point per task)")
+    if handles:  # no class plotted (e.g. no human-label run of the headline size): no legend
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(handles), 6), frameon=False, title="class (one point per task)")
     fig.suptitle(f"Per-class precision and recall on the human test set ({model or 'students'}; "
                  f"seeds averaged)", fontsize=8)
     fig.tight_layout()
