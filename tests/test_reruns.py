@@ -142,7 +142,8 @@ def test_only_what_changes_results_reruns(tmp_path, env):
         assert "metrics[task=alpha]" in jobs and "summary[]" in jobs, jobs
         allowed = re.compile(r"(teacher_label|teacher_gate|teacher_label_train|metrics)"
                              r"\[task=alpha.*|train_student\[task=alpha, model=tfidf, "
-                             r"condition=llm-fake\]|(summary|plot|figures|all)\[\]")
+                             r"condition=llm-fake\]|(summary|plot|figures|all|prevalence|budget|"
+                             r"cost_f1|disagreements)\[\]")  # cross-task aggregates: seconds
         assert all(allowed.fullmatch(j) for j in jobs), sorted(jobs)
         assert len(srv.requests) == bought  # nothing bought by dry runs
         cb_path.write_text(original)
