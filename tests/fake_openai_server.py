@@ -33,6 +33,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 TEXT_RE = re.compile(r"Text: (.*)")
 TRANSIENT = ("429", "500", "503", "timeout", "drop")
@@ -224,8 +225,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._advance(b)
             return self._send(200, b)
         if self.path.startswith("/v1/batches"):
-            return self._send(200, {"object": "list", "data": list(f.batches.values()),
-                                    "has_more": False})
+            # a cursor page as the API serves it: `limit`, `after` (the last id already seen) and
+            # `has_more`; clients that page on `after` alone (openai < 1.6x) stop at an empty page
+            q = parse_qs(urlsplit(self.path).query)
+            ids = list(f.batches)
+            after = q.get("after", [None])[0]
+            start = ids.index(after) + 1 if after in ids else 0
+            limit = int(q.get("limit", ["20"])[0])
+            page = [f.batches[i] for i in ids[start:start + limit]]
+            return self._send(200, {"object": "list", "data": page,
+                                    "first_id": page[0]["id"] if page else None,
+                                    "last_id": page[-1]["id"] if page else None,
+                                    "has_more": start + limit < len(ids)})
         self._error(404, f"no route {self.path}")
 
     def _advance(self, b: dict) -> None:

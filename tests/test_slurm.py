@@ -49,11 +49,12 @@ import yaml
 from conftest import ROOT, write_task
 from fake_openai_server import FakeOpenAI
 
-# slow, but they are the CI's cluster tests (make test runs them); measured in docs/hpc.md
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
 TASKS = ("alpha", "beta")
 TIMEOUT = int(os.environ.get("ANNODISTILL_SLURM_TIMEOUT", "900"))
+
+# slow, but they are the CI's cluster tests (make test runs them); measured in docs/hpc.md.
+# Each snakemake run is bounded by TIMEOUT; a test makes up to three of them.
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(3 * TIMEOUT)]
 # the teacher's API key: in the environment of the submitting shell only
 KEY_ENV, KEY = "ANNODISTILL_SLURM_TEST_KEY", "sk-slurm-ci-secret-4f9a2c"
 FEW_SHOT = 4

@@ -95,6 +95,24 @@ def read_json_object(path: str | os.PathLike) -> dict:
     return data
 
 
+def read_parquet(src: str | os.PathLike | bytes, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every parquet read of the package: a path through Arrow's own local file system, or bytes
+    held in memory; never a Python file object.
+
+    pandas < 3 opens a local path as a Python file object and hands it to Arrow, whose reader
+    threads may drop their last reference to it after interpreter shutdown has begun: the process
+    then aborts ("terminate called without an active exception", exit -6; apache/arrow#34314).
+    Seen with pandas 2.2.3 and pyarrow 15 and 17 (the declared floors) in about 1 of 10 CLI runs
+    that exit right after a read."""
+    import pyarrow as pa
+    from pyarrow import fs
+
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return pd.read_parquet(pa.BufferReader(bytes(src)), columns=columns)
+    return pd.read_parquet(os.path.abspath(os.fspath(src)), columns=columns,
+                           filesystem=fs.LocalFileSystem())
+
+
 def read_parquet_columns(path: str | os.PathLike, columns: list[str], what: str) -> pd.DataFrame:
     """A parquet file of a stage boundary that must hold `columns`; a missing, unreadable or
     incomplete file is an InputError naming the file (and the first missing column)."""
@@ -104,7 +122,7 @@ def read_parquet_columns(path: str | os.PathLike, columns: list[str], what: str)
     if not path.exists():
         raise InputError(f"{what} not found", path=str(path))
     try:
-        df = pd.read_parquet(path)
+        df = read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - a corrupt file is an input error
         raise InputError(f"cannot read {what}: {exc}", path=str(path)) from exc
     missing = [c for c in columns if c not in df.columns]

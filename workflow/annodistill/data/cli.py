@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
 
 from .. import io
 from ..config import load_codebook
@@ -72,7 +71,7 @@ def _coders(args) -> int:
     from .ingest import read_coders
 
     cb = load_codebook(args.codebook)
-    clean = pd.read_parquet(args.clean)
+    clean = io.read_parquet(args.clean)
     df, summary = read_coders(cb, args.raw or cb.coders["path"], clean["id"].astype(str))
     io.write_parquet(args.out, df)
     io.write_json(args.summary, summary)
@@ -89,7 +88,7 @@ def _split(args) -> int:
         sizes = [int(x) for x in args.train_sizes.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"--train-sizes must be comma-separated integers, got {args.train_sizes!r}")
-    clean = pd.read_parquet(args.clean)
+    clean = io.read_parquet(args.clean)
     labels = load_codebook(args.codebook).label_names if args.codebook else None
     res = make_splits(clean, seed=args.seed, test_size=args.test_size,
                       validation_size=args.validation_size, train_sizes=sizes,

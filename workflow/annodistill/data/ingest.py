@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..config import Codebook
 from ..errors import InputError
+from ..io import read_parquet
 
 _WS = re.compile(r"\s+")
 
@@ -139,8 +140,7 @@ def read_rows(path: Path, source: dict) -> tuple[list[RawRow], list[str]]:
         return rows, cols
     if fmt == "parquet":
         try:
-            src = io.BytesIO(read_bytes(path)) if path.suffix.lower() in COMPRESSED else path
-            df = pd.read_parquet(src)
+            df = read_parquet(read_bytes(path) if path.suffix.lower() in COMPRESSED else path)
         except InputError:
             raise
         except Exception as exc:  # pyarrow raises several types for corrupt files

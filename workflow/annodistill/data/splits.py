@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from ..contracts import ids_digest  # noqa: F401 - the manifest's id hash
 from ..errors import InputError
+from ..io import read_parquet
 
 MIN_PER_CLASS = 2
 
@@ -107,7 +108,7 @@ def make_splits(clean: pd.DataFrame, *, seed: int, test_size: int, validation_si
 
 def training_set(split_dir: str | Path, n: int) -> pd.DataFrame:
     """The first n items of the training pool (the human training set of size n)."""
-    pool = pd.read_parquet(Path(split_dir) / "train_pool.parquet")
+    pool = read_parquet(Path(split_dir) / "train_pool.parquet")
     if n > len(pool):
         raise InputError(f"training set of size {n} requested, the pool holds {len(pool)}",
                          path=str(Path(split_dir) / "train_pool.parquet"))

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..contracts import POOL_COLUMNS, Condition, keeps_consistency
 from ..errors import InputError
+from ..io import read_parquet
 
 
 def class_weights(targets: np.ndarray, class_weight: str | None) -> np.ndarray:
@@ -71,7 +72,7 @@ def _read(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} not found", path=str(path))
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"{what} lacks column(s) {missing}", path=str(path), field=missing[0])

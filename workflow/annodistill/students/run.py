@@ -39,7 +39,7 @@ def read_test_texts(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError("test split not found", path=str(path))
-    df = pd.read_parquet(path, columns=["id", "text"])
+    df = io.read_parquet(path, columns=["id", "text"])
     return df.reset_index(drop=True)
 
 

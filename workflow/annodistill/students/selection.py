@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
 from ..errors import InputError
+from ..io import read_parquet
 
 SOURCES = ("same_source", "human_validation")
 METRICS = ("macro_f1", "f1", "accuracy", "loss")
@@ -53,7 +54,7 @@ def human_validation(path: str | Path, *, label_names: list[str]) -> pd.DataFram
     path = Path(path)
     if not path.exists():
         raise InputError("human validation sample not found", path=str(path))
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     for col in ("id", "text", "label"):
         if col not in df.columns:
             raise InputError(f"validation sample lacks column {col!r}", path=str(path), field=col)

@@ -139,14 +139,13 @@ def _cache_dir(args) -> str:
 
 @_teacher_errors
 def _gate(args) -> int:
-    import pandas as pd
 
     from .aggregate import gate_metrics
 
     spec = _load_spec(args)
     cb = _codebook(args.codebook)
-    labels = pd.read_parquet(args.labels)
-    truth = pd.read_parquet(args.validation)
+    labels = io.read_parquet(args.labels)
+    truth = io.read_parquet(args.validation)
     truth["id"] = truth["id"].astype(str)
     m = gate_metrics(labels, truth, cb)
     passed = m["f1"] is not None and m["f1"] >= spec.gate.min_f1

@@ -29,7 +29,7 @@ SPLITS = ("validation", "test", "train")
 def _read_split(path: Path, cols: list[str]) -> pd.DataFrame:
     if not path.exists():
         raise InputError("split file not found (run the data stage first)", path=str(path))
-    df = pd.read_parquet(path)
+    df = io.read_parquet(path)
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise InputError(f"missing columns {missing}", path=str(path))
