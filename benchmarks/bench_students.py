@@ -33,8 +33,8 @@ from annodistill.students import loop, models  # noqa: E402
 from annodistill.students.selection import carve_ids  # noqa: E402
 
 
-def load(task: str, n_train: int):
-    split = ROOT / "results" / task / "splits"
+def load(task: str, n_train: int, splits_dir: str | None = None):
+    split = Path(splits_dir) if splits_dir else ROOT / "results" / task / "splits"
     pool = pd.read_parquet(split / "train_pool.parquet").sort_values("rank").head(n_train)
     test = pd.read_parquet(split / "test.parquet")
     import yaml
@@ -73,6 +73,19 @@ def ours(path, train, select, test, args, device):
             "seconds_per_epoch": res["train_seconds"] / args.epochs, "p": p}
 
 
+def strong_trainer_args() -> dict:
+    """Length grouping and the fused AdamW: `group_by_length=True` up to transformers 4.x,
+    `train_sampling_strategy="group_by_length"` from 5.0 (which dropped the flag)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    group = ({"group_by_length": True} if "group_by_length" in fields
+             else {"train_sampling_strategy": "group_by_length"})
+    return {**group, "optim": "adamw_torch_fused"}
+
+
 def trainer(path, train, test, args, device, strong: bool = False):
     """HF Trainer; `strong`: dynamic padding, length grouping and the fused AdamW."""
     import torch
@@ -104,8 +117,7 @@ def trainer(path, train, test, args, device, strong: bool = False):
                               weight_decay=0.01, warmup_steps=warmup, save_strategy="no",
                               report_to=[], logging_strategy="no", seed=1,
                               use_cpu=device.type == "cpu", disable_tqdm=True,
-                              **({"group_by_length": True, "optim": "adamw_torch_fused"}
-                                 if strong else {}))
+                              **(strong_trainer_args() if strong else {}))
     tr = Trainer(model=model, args=targs, train_dataset=DS(),
                  data_collator=DataCollatorWithPadding(tok) if strong else None)
     tr.train()
@@ -133,6 +145,9 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-trainer", action="store_true", help="only time our loop (GPU s/epoch)")
+    ap.add_argument("--splits-dir", default=None,
+                    help="the task's splits (default results/<task>/splits); e.g. a 400-item pool "
+                         "from `annodistill data split` that leaves the study's results alone")
     ap.add_argument("--tmp", default="/tmp/annodistill-bench")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
@@ -141,7 +156,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = models.choose_device()
     path = models.resolve_path(args.model)
-    pool, test, positive = load(args.task, args.n_train)
+    pool, test, positive = load(args.task, args.n_train, args.splits_dir)
     tr_ids, sel_ids = carve_ids(pool["id"].astype(str).tolist(), fraction=0.2, seed=1)
     train = pool[pool["id"].astype(str).isin(tr_ids)].reset_index(drop=True)
     select = pool[pool["id"].astype(str).isin(sel_ids)].reset_index(drop=True)
