@@ -83,6 +83,14 @@ def test_degenerate_reasons():
     assert r.startswith("near-constant probabilities")
     probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
     assert degenerate_reason(["a", "c"], probs, n_labels=3) == ""
+    # "one class for all, or all but 3, of the 120 test items": a constant predictor in effect
+    spread = np.linspace(0.05, 0.95, 120)
+    assert degenerate_reason(["no"] * 117 + ["yes"] * 3, spread) == \
+        "nearly one predicted class (117 of 120 'no')"
+    assert degenerate_reason(["no"] * 116 + ["yes"] * 4, spread) == ""
+    assert degenerate_reason(["a"] * 118 + ["b", "c"], n_labels=3).startswith("nearly one")
+    # shares over the items with a prediction (a teacher may leave some unanswered)
+    assert degenerate_reason(["a"] * 78 + [None] * 40 + ["b"] * 2).startswith("nearly one")
 
 
 def test_outputs_respect_the_umask_and_json_is_strict(tmp_path):

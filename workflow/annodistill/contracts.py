@@ -8,8 +8,9 @@ One place owns each meaning, and every stage imports it (docs/contracts.md descr
   threshold in *whole percent*, rounded half up (`consistency_percent`), so `cons67` keeps an item
   with 2 of 3 equal answers in training, in the evaluation's threshold sweep and in the gate's
   consistency table alike (`keeps_consistency`);
-- **degenerate runs**: a student whose test predictions are one class, or whose probabilities are
-  near-constant, is flagged by `degenerate_reason` in every table that shows it;
+- **degenerate runs**: a student whose test predictions are one class (or all but at most 2.5 %
+  of them, `NEAR_ONE_CLASS_SHARE`), or whose probabilities are near-constant, is flagged by
+  `degenerate_reason` in every table that shows it;
 - **columns** of the files that cross a stage boundary.
 
 Lower stages import this module; it imports nothing of the package but `errors`.
@@ -160,6 +161,9 @@ def keeps_consistency(consistency, threshold: int | float) -> np.ndarray:
 
 # a run whose test probabilities of the predicted class span less than this is near-constant
 NEAR_CONSTANT_RANGE = 0.02
+# a run that puts at least this share of its test items into one class is a constant predictor
+# in effect ("one class for all, or all but 3, of the 120 test items": 117 / 120 = 0.975)
+NEAR_ONE_CLASS_SHARE = 0.975
 
 
 def degenerate_reason(labels, probs=None, *, n_labels: int = 2) -> str:
@@ -171,6 +175,13 @@ def degenerate_reason(labels, probs=None, *, n_labels: int = 2) -> str:
     distinct = {v for v in labels if isinstance(v, str)}
     if len(labels) and len(distinct) <= 1 and n_labels > 1:
         return "one predicted class" if distinct else "no predictions"
+    if n_labels > 1:
+        named = [v for v in labels if isinstance(v, str)]
+        values, counts = np.unique(np.asarray(named, dtype=str), return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] >= NEAR_ONE_CLASS_SHARE * len(named):
+            return (f"nearly one predicted class ({counts[top]} of {len(named)} "
+                    f"{str(values[top])!r})")
     if probs is not None:
         p = np.asarray(probs, dtype=float)
         if p.ndim == 1:

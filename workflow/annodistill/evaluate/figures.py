@@ -140,12 +140,16 @@ def precision_recall(s: Path, meta: dict) -> plt.Figure:
         keep = per["kind"] != ""
     per = _kind_order(per[keep])
     models = list(dict.fromkeys(per.loc[per["kind"] != "fewshot", "model"]))
+    # consistency thresholds share a colour: every second one (in threshold order) is hollow
+    thresholds = sorted(per.loc[per["kind"] == "llm_consistency", "threshold"].dropna().unique())
     for (model, cond), g in per.groupby(["model", "condition"], sort=False):
         r = g.iloc[0]
         mk = "*" if r["kind"] == "fewshot" else MARKERS[models.index(model) % len(MARKERS)]
+        colour = KIND_COLOUR.get(r["kind"], "#000000")
+        hollow = r["kind"] == "llm_consistency" and thresholds.index(r["threshold"]) % 2 == 1
         ax.scatter(g["recall"], g["precision"], s=40 if mk == "*" else 22, marker=mk,
-                   color=KIND_COLOUR.get(r["kind"], "#000000"), edgecolor="white",
-                   linewidth=0.4, zorder=3,
+                   color="none" if hollow else colour, edgecolor=colour if hollow else "white",
+                   linewidth=1.1 if hollow else 0.4, zorder=3,
                    label=describe(model, cond, r["kind"], r["teacher"], r["threshold"],
                                   r["train_size"]))
     ax.set_xlim(-0.02, 1.02)
