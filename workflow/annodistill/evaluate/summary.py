@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
+from ..contracts import NEAR_ONE_CLASS_SHARE
 from ..errors import InputError
 from . import aggregate as agg
 from .tables import write_table
@@ -117,9 +118,10 @@ def _degenerate_cell(r) -> str:
 def _degenerate_note(n: int) -> str:
     if not n:
         return "No student run is degenerate."
-    return (f"WARNING: {n} run(s) are degenerate (one predicted class on the test set, or "
-            f"near-constant probabilities; tasks named in the last column): their recall and "
-            f"precision describe a constant predictor, not a learned classifier.")
+    return (f"WARNING: {n} run(s) are degenerate (one predicted class on the test set, or at "
+            f"least {NEAR_ONE_CLASS_SHARE:.1%} of it in one class, or near-constant "
+            f"probabilities; tasks named in the last column): their recall and precision "
+            f"describe a constant predictor, not a learned classifier.")
 AGREEMENT_NOTE = ("Cohen's kappa (sklearn.metrics.cohen_kappa_score) and Krippendorff's alpha, "
                   "nominal (krippendorff.alpha) between the teacher's few-shot labels and the "
                   "human test labels (items without a parsable answer left out). Human coders: "
