@@ -51,7 +51,7 @@ def test_a_two_of_three_item_is_kept_by_cons67_in_every_view(tmp_path):
     from annodistill.evaluate.metrics import Scheme
     from annodistill.evaluate.task import TaskInputs, _consistency
     from annodistill.students.conditions import training_table
-    from annodistill.teacher.aggregate import gate_metrics
+    from annodistill.teacher.votes import gate_metrics
 
     split = make_splits(tmp_path / "splits")
     path = tmp_path / "results" / "topic" / "teacher" / "t" / "labels_train.parquet"

@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 
 from annodistill.config import codebook_from_dict, load_study, load_task, validate_study
 from annodistill.errors import InputError
-from annodistill.teacher.aggregate import gate_metrics, label_rows
+from annodistill.teacher.votes import gate_metrics, label_rows
 from annodistill.teacher.cache import cache_key
 from annodistill.teacher.prompts import (AnswerParser, PromptBuilder, check_disjoint,
                                          choose_few_shot, logprob_positions)

@@ -140,7 +140,7 @@ def _cache_dir(args) -> str:
 @_teacher_errors
 def _gate(args) -> int:
 
-    from .aggregate import gate_metrics
+    from .votes import gate_metrics
 
     spec = _load_spec(args)
     cb = _codebook(args.codebook)

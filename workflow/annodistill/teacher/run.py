@@ -16,7 +16,7 @@ import pandas as pd
 from .. import io
 from ..config import Codebook
 from ..errors import InputError
-from .aggregate import LABEL_COLUMNS, label_rows
+from .votes import LABEL_COLUMNS, label_rows
 from .cache import ResponseCache, cache_key
 from .engine import Labeller, Request, TeacherError
 from .prompts import PromptBuilder, check_disjoint, choose_few_shot
