@@ -171,13 +171,13 @@ def degenerate_reason(labels, probs=None, *, n_labels: int = 2) -> str:
 
     `labels`: predicted labels; `probs`: an (n, K) array of class probabilities or an (n,) array of
     positive-class probabilities (optional)."""
-    labels = np.asarray(labels, dtype=object)
-    distinct = {v for v in labels if isinstance(v, str)}
-    if len(labels) and len(distinct) <= 1 and n_labels > 1:
-        return "one predicted class" if distinct else "no predictions"
-    if n_labels > 1:
-        named = [v for v in labels if isinstance(v, str)]
+    named = [v for v in np.asarray(labels, dtype=object) if isinstance(v, str)]
+    if len(labels) and n_labels > 1:
+        if not named:
+            return "no predictions"
         values, counts = np.unique(np.asarray(named, dtype=str), return_counts=True)
+        if len(values) == 1:
+            return "one predicted class"
         top = int(np.argmax(counts))
         if counts[top] >= NEAR_ONE_CLASS_SHARE * len(named):
             return (f"nearly one predicted class ({counts[top]} of {len(named)} "

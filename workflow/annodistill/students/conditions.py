@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..contracts import POOL_COLUMNS, Condition, keeps_consistency
 from ..errors import InputError
-from ..io import read_parquet
+from ..io import read_parquet_columns
 
 
 def class_weights(targets: np.ndarray, class_weight: str | None) -> np.ndarray:
@@ -66,17 +66,6 @@ class TrainingTable:
     def targets(self, frame: pd.DataFrame) -> np.ndarray:
         cols = [c for c in frame.columns if c.startswith("target_")]
         return frame[cols].to_numpy(dtype=np.float64)
-
-
-def _read(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} not found", path=str(path))
-    df = read_parquet(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"{what} lacks column(s) {missing}", path=str(path), field=missing[0])
-    return df
 
 
 def _one_hot(labels: pd.Series, label_names: list[str], where: str) -> np.ndarray:
@@ -147,7 +136,7 @@ def training_table(cond: Condition, *, train_pool: str | Path, label_names: list
                    positive: str | None = None,
                    teacher_labels: str | Path | None = None) -> TrainingTable:
     """The training table of a condition, its base ids and counts (n_source, n_dropped, ...)."""
-    pool = _read(train_pool, POOL_COLUMNS, "training pool")
+    pool = read_parquet_columns(train_pool, POOL_COLUMNS, "training pool")
     pool = pool.assign(id=pool["id"].astype(str))
     if cond.kind == "human":
         if cond.n > len(pool):
@@ -161,7 +150,8 @@ def training_table(cond: Condition, *, train_pool: str | Path, label_names: list
     if teacher_labels is None:
         raise InputError(f"condition {cond.name!r} needs the teacher's labels_train.parquet")
     where = str(teacher_labels)
-    lab = _read(teacher_labels, ["id", "label", "consistency", "p_positive"], "teacher labels")
+    lab = read_parquet_columns(teacher_labels, ["id", "label", "consistency", "p_positive"],
+                               "teacher labels")
     lab = lab.assign(id=lab["id"].astype(str))
     if lab["id"].duplicated().any():
         i = int(np.flatnonzero(lab["id"].duplicated().to_numpy())[0])

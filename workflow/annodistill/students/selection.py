@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
+from ..contracts import SPLIT_COLUMNS
 from ..errors import InputError
-from ..io import read_parquet
+from ..io import read_parquet_columns
 
 SOURCES = ("same_source", "human_validation")
 METRICS = ("macro_f1", "f1", "accuracy", "loss")
@@ -52,18 +53,13 @@ def human_validation(path: str | Path, *, label_names: list[str]) -> pd.DataFram
     from .conditions import target_columns
 
     path = Path(path)
-    if not path.exists():
-        raise InputError("human validation sample not found", path=str(path))
-    df = read_parquet(path)
-    for col in ("id", "text", "label"):
-        if col not in df.columns:
-            raise InputError(f"validation sample lacks column {col!r}", path=str(path), field=col)
+    df = read_parquet_columns(path, SPLIT_COLUMNS, "human validation sample")
     bad = ~df["label"].isin(label_names)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(f"label {df['label'].iloc[i]!r} is not one of {label_names}",
                          path=str(path), row=i, field="label")
-    df = df[["id", "text", "label"]].assign(id=df["id"].astype(str)).reset_index(drop=True)
+    df = df[SPLIT_COLUMNS].assign(id=df["id"].astype(str)).reset_index(drop=True)
     for j, col in enumerate(target_columns(len(label_names))):
         df[col] = (df["label"] == label_names[j]).astype(float)
     return df
